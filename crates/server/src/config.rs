@@ -1,0 +1,558 @@
+//! Configuration: defaults in code < `basalt.toml` (`--config FILE`) < `BASALT_*` environment
+//! variables, with `__` between nested names (`BASALT_MAIL__SMTP__HOST`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::SecretString;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The whole configuration tree.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Socket address to listen on.
+    pub listen: String,
+    /// Public base URL: email links and `envUrl` are built from it.
+    pub public_url: String,
+    /// Folder holding the SQLite file and uploaded files.
+    pub data_dir: PathBuf,
+    /// Client keys accepted besides those in the database (comma-separated in the environment).
+    #[serde(deserialize_with = "comma_list")]
+    pub client_keys: Vec<String>,
+    /// Name of the app, used in emails.
+    pub app_name: String,
+    /// Peers whose `X-Forwarded-For` is believed.
+    #[serde(deserialize_with = "comma_list")]
+    pub trusted_proxies: Vec<String>,
+    /// Accounts, passwords, sessions and links.
+    pub auth: AuthConfig,
+    /// Outgoing mail.
+    pub mail: MailConfig,
+    /// Cross-origin requests.
+    pub cors: CorsConfig,
+    /// Rate limits.
+    pub rate_limits: RateLimitConfig,
+    /// Request size and time limits.
+    pub limits: LimitsConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8090".into(),
+            public_url: "http://127.0.0.1:8090".into(),
+            data_dir: PathBuf::from("./basalt-data"),
+            client_keys: Vec::new(),
+            app_name: "Basalt".into(),
+            trusted_proxies: Vec::new(),
+            auth: AuthConfig::default(),
+            mail: MailConfig::default(),
+            cors: CorsConfig::default(),
+            rate_limits: RateLimitConfig::default(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+/// Accounts, passwords, sessions and links.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// New accounts must confirm their address before signing in with a password.
+    pub email_verification: bool,
+    /// Where emailed links send the browser (`status`, `action`, `access_token` appended).
+    pub redirect_url: String,
+    /// Honour `emailVerified: true` in sign-up data (lets anyone skip verification).
+    pub allow_verified_signup_data: bool,
+    /// Minimum password length in characters (never below 8).
+    pub min_password_length: usize,
+    /// Argon2id parameters and the hashing pool.
+    pub password_hash: PasswordHashConfig,
+    /// Absolute session lifetime, seconds.
+    pub session_lifetime_secs: u64,
+    /// Idle session lifetime, seconds.
+    pub session_idle_secs: u64,
+    /// Sessions kept per user; the oldest is evicted.
+    pub max_sessions_per_user: u32,
+    /// Sign-up confirmation link lifetime, seconds.
+    pub verification_link_secs: u64,
+    /// Magic link lifetime, seconds.
+    pub magic_link_secs: u64,
+    /// Password reset link lifetime, seconds.
+    pub reset_link_secs: u64,
+    /// Email change link lifetime, seconds.
+    pub email_change_link_secs: u64,
+    /// Lifetime of the `access_token` a link click puts in the redirect, seconds.
+    pub grant_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            email_verification: true,
+            redirect_url: "http://localhost:3000/auth-redirect".into(),
+            allow_verified_signup_data: false,
+            min_password_length: 8,
+            password_hash: PasswordHashConfig::default(),
+            session_lifetime_secs: 30 * 24 * 3600,
+            session_idle_secs: 7 * 24 * 3600,
+            max_sessions_per_user: 100,
+            verification_link_secs: 24 * 3600,
+            magic_link_secs: 15 * 60,
+            reset_link_secs: 30 * 60,
+            email_change_link_secs: 30 * 60,
+            grant_secs: 5 * 60,
+        }
+    }
+}
+
+/// Argon2id parameters and the hashing pool.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PasswordHashConfig {
+    /// Memory cost, KiB.
+    pub memory_kib: u32,
+    /// Time cost (passes).
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+    /// Concurrent hashes; 0 means twice the number of cores.
+    pub max_concurrent: usize,
+    /// How long a request may wait for a hashing slot before `server_busy`, milliseconds.
+    pub queue_timeout_ms: u64,
+}
+
+impl Default for PasswordHashConfig {
+    fn default() -> Self {
+        Self {
+            memory_kib: 19456,
+            iterations: 2,
+            parallelism: 1,
+            max_concurrent: 0,
+            queue_timeout_ms: 2000,
+        }
+    }
+}
+
+/// How mail leaves the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailTransport {
+    /// Kept in the database and shown at `/_dev/mail`.
+    Outbox,
+    /// Delivered to an SMTP server.
+    Smtp,
+}
+
+/// Outgoing mail.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailConfig {
+    /// `outbox` (default) or `smtp`.
+    pub transport: MailTransport,
+    /// The `From` header.
+    pub from: String,
+    /// Serve `/_dev/mail` and `/_dev/mailbox`; defaults to on for `outbox`, off for `smtp`.
+    pub dev_outbox: Option<bool>,
+    /// SMTP server.
+    pub smtp: SmtpConfig,
+    /// Files overriding the built-in templates.
+    pub templates: TemplateFiles,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        Self {
+            transport: MailTransport::Outbox,
+            from: "Basalt <no-reply@localhost>".into(),
+            dev_outbox: None,
+            smtp: SmtpConfig::default(),
+            templates: TemplateFiles::default(),
+        }
+    }
+}
+
+impl MailConfig {
+    /// Whether the dev outbox endpoints answer.
+    pub fn dev_outbox_enabled(&self) -> bool {
+        self.dev_outbox
+            .unwrap_or(self.transport == MailTransport::Outbox)
+    }
+}
+
+/// TLS mode of the SMTP connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain text (local relays only).
+    None,
+    /// Upgrade with STARTTLS.
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+}
+
+/// SMTP server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// Host name.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// TLS mode.
+    pub tls: SmtpTls,
+    /// User name; no authentication when empty.
+    pub username: String,
+    /// Password.
+    #[serde(serialize_with = "redacted")]
+    pub password: SecretString,
+    /// Connect and command timeout, seconds.
+    pub timeout_secs: u64,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            host: "localhost".into(),
+            port: 587,
+            tls: SmtpTls::Starttls,
+            username: String::new(),
+            password: SecretString::from(""),
+            timeout_secs: 10,
+        }
+    }
+}
+
+/// Template overrides: each is a path to a file; `.html` and `.txt` beside each other.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TemplateFiles {
+    /// Folder with `confirm`, `magic_link`, `reset_password`, `change_email`,
+    /// `signup_attempt` as `NAME.subject.txt`, `NAME.txt`, `NAME.html`.
+    pub dir: Option<PathBuf>,
+}
+
+/// Cross-origin requests.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorsConfig {
+    /// Origins allowed to call the API; empty means any.
+    #[serde(deserialize_with = "comma_list")]
+    pub allowed_origins: Vec<String>,
+}
+
+/// Rate limits (SECURITY.md "Enumeration and brute force").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Master switch.
+    pub enabled: bool,
+    /// Failed sign-ins per account before delays start.
+    pub sign_in_free_failures: u32,
+    /// Delays after the free failures, seconds, the last repeating.
+    pub sign_in_delays_secs: Vec<u64>,
+    /// Failures in the window that lock the account until the window ends.
+    pub sign_in_lockout_failures: u32,
+    /// Window of the lockout count, seconds.
+    pub sign_in_lockout_window_secs: u64,
+    /// Sign-in and sign-up per client IP.
+    pub auth_per_ip: Rate,
+    /// Mail-sending endpoints per client IP.
+    pub mail_per_ip: Rate,
+    /// Mail per recipient, short window.
+    pub mail_per_recipient_short: Rate,
+    /// Mail per recipient, long window.
+    pub mail_per_recipient_long: Rate,
+    /// Link and grant redemption per client IP.
+    pub redeem_per_ip: Rate,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            sign_in_free_failures: 3,
+            sign_in_delays_secs: vec![1, 3, 5, 10],
+            sign_in_lockout_failures: 100,
+            sign_in_lockout_window_secs: 24 * 3600,
+            auth_per_ip: Rate {
+                count: 30,
+                per_secs: 60,
+                burst: 10,
+            },
+            mail_per_ip: Rate {
+                count: 30,
+                per_secs: 300,
+                burst: 30,
+            },
+            mail_per_recipient_short: Rate {
+                count: 1,
+                per_secs: 60,
+                burst: 1,
+            },
+            mail_per_recipient_long: Rate {
+                count: 5,
+                per_secs: 3600,
+                burst: 5,
+            },
+            redeem_per_ip: Rate {
+                count: 30,
+                per_secs: 300,
+                burst: 30,
+            },
+        }
+    }
+}
+
+/// A token-bucket rate: `count` per `per_secs`, at most `burst` at once.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rate {
+    /// Requests per window.
+    pub count: u32,
+    /// Window, seconds.
+    pub per_secs: u64,
+    /// Largest burst.
+    pub burst: u32,
+}
+
+/// Request size and time limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest auth JSON body, bytes.
+    pub auth_body_bytes: usize,
+    /// Largest other JSON body, bytes.
+    pub json_body_bytes: usize,
+    /// Whole-request timeout, seconds.
+    pub request_timeout_secs: u64,
+    /// How long SIGTERM waits for requests in flight, seconds.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            auth_body_bytes: 64 * 1024,
+            json_body_bytes: 1024 * 1024,
+            request_timeout_secs: 30,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "listen",
+    "public_url",
+    "data_dir",
+    "client_keys",
+    "app_name",
+    "trusted_proxies",
+    "auth",
+    "mail",
+    "cors",
+    "rate_limits",
+    "limits",
+];
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Merge defaults, the optional TOML file and the environment, then validate.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        // Only names of this tree: other `BASALT_*` variables (a test's `BASALT_BIN`) are not ours.
+        let env = Env::prefixed("BASALT_").split("__").filter(|key| {
+            let top = key.as_str().split('.').next().unwrap_or_default();
+            TOP_LEVEL_KEYS.iter().any(|k| k.eq_ignore_ascii_case(top))
+        });
+        figment = figment.merge(env);
+        let config: Config = figment
+            .extract()
+            .map_err(|err| ConfigError(first_error(err)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Check the values that types cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_addr()?;
+        let public = url::Url::parse(&self.public_url)
+            .map_err(|err| ConfigError(format!("public_url {:?}: {err}", self.public_url)))?;
+        if !matches!(public.scheme(), "http" | "https") {
+            return Err(ConfigError(
+                "public_url must start with http:// or https://".into(),
+            ));
+        }
+        url::Url::parse(&self.auth.redirect_url).map_err(|err| {
+            ConfigError(format!(
+                "auth.redirect_url {:?}: {err}",
+                self.auth.redirect_url
+            ))
+        })?;
+        if self.auth.min_password_length < 8 {
+            return Err(ConfigError(
+                "auth.min_password_length must be at least 8".into(),
+            ));
+        }
+        if self.auth.min_password_length > 128 {
+            return Err(ConfigError(
+                "auth.min_password_length must be at most 128".into(),
+            ));
+        }
+        let hash = &self.auth.password_hash;
+        if hash.memory_kib < 8 * hash.parallelism.max(1) || hash.iterations == 0 {
+            return Err(ConfigError(
+                "auth.password_hash: memory_kib or iterations too small".into(),
+            ));
+        }
+        if self.mail.transport == MailTransport::Smtp && self.mail.smtp.host.is_empty() {
+            return Err(ConfigError("mail.smtp.host is empty".into()));
+        }
+        lettre::message::Mailbox::from_str_checked(&self.mail.from)?;
+        for rate in [
+            self.rate_limits.auth_per_ip,
+            self.rate_limits.mail_per_ip,
+            self.rate_limits.mail_per_recipient_short,
+            self.rate_limits.mail_per_recipient_long,
+            self.rate_limits.redeem_per_ip,
+        ] {
+            if rate.count == 0 || rate.per_secs == 0 || rate.burst == 0 {
+                return Err(ConfigError(
+                    "rate_limits: count, per_secs and burst must be positive".into(),
+                ));
+            }
+        }
+        for proxy in &self.trusted_proxies {
+            proxy
+                .parse::<std::net::IpAddr>()
+                .map_err(|_| ConfigError(format!("trusted_proxies: {proxy:?} is not an IP")))?;
+        }
+        Ok(())
+    }
+
+    /// The socket address to bind.
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.listen
+            .parse()
+            .map_err(|_| ConfigError(format!("listen {:?} is not host:port", self.listen)))
+    }
+
+    /// The public base URL without a trailing slash.
+    pub fn public_base(&self) -> &str {
+        self.public_url.trim_end_matches('/')
+    }
+
+    /// The merged configuration as TOML, secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        toml_string(self)
+    }
+}
+
+trait FromStrChecked {
+    fn from_str_checked(s: &str) -> Result<(), ConfigError>;
+}
+
+impl FromStrChecked for lettre::message::Mailbox {
+    fn from_str_checked(s: &str) -> Result<(), ConfigError> {
+        s.parse::<lettre::message::Mailbox>()
+            .map(|_| ())
+            .map_err(|err| ConfigError(format!("mail.from {s:?}: {err}")))
+    }
+}
+
+fn toml_string(config: &Config) -> String {
+    toml::to_string_pretty(config).unwrap_or_else(|err| format!("# could not render: {err}\n"))
+}
+
+fn first_error(err: figment::Error) -> String {
+    let err = err.into_iter().next();
+    match err {
+        Some(err) => {
+            let path = err.path.join(".");
+            if path.is_empty() {
+                err.kind.to_string()
+            } else {
+                format!("{path}: {}", err.kind)
+            }
+        }
+        None => "unknown error".into(),
+    }
+}
+
+fn redacted<S: serde::Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    use secrecy::ExposeSecret;
+    if secret.expose_secret().is_empty() {
+        s.serialize_str("")
+    } else {
+        s.serialize_str("[redacted]")
+    }
+}
+
+/// Accept a list either as an array or as a comma-separated string (environment variables).
+fn comma_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        List(Vec<String>),
+        One(String),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::List(list) => list,
+        Either::One(one) => one
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn short_minimum_password_is_refused() {
+        let mut config = Config::default();
+        config.auth.min_password_length = 6;
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn the_printed_config_reads_back_as_the_same_config() {
+        let text = Config::default().to_redacted_toml();
+        let back: Config = toml::from_str(&text).unwrap();
+        assert_eq!(back.to_redacted_toml(), text);
+    }
+
+    #[test]
+    fn redacted_toml_hides_the_smtp_password() {
+        let mut config = Config::default();
+        config.mail.smtp.password = SecretString::from("hunter2-secret");
+        let text = config.to_redacted_toml();
+        assert!(!text.contains("hunter2-secret"));
+        assert!(text.contains("[redacted]"));
+    }
+}

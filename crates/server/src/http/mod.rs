@@ -1,0 +1,245 @@
+//! Transport: the router, its layers and one file per area. Handlers are thin: extract, call
+//! one domain function, shape the answer.
+
+mod auth;
+mod dev_mail;
+pub mod error;
+mod extract;
+mod health;
+mod links;
+mod views;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::trace::TraceLayer;
+
+use self::error::ApiError;
+use crate::state::AppState;
+
+/// Prefix of every client-library call.
+pub const API_PREFIX: &str = "/_api/rest/v1";
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    let api =
+        Router::new()
+            .nest("/auth", auth::routes())
+            .route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                require_client_key,
+            ));
+    let mut app = Router::new()
+        .nest(API_PREFIX, api)
+        .merge(links::routes())
+        .merge(health::routes());
+    if state.settings.dev_outbox {
+        app = app.merge(dev_mail::routes());
+    }
+    app.fallback(unknown_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), limit_body))
+        .layer(middleware::from_fn_with_state(state.clone(), time_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), cors))
+        .layer(middleware::from_fn(security_headers))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let id = req
+                    .headers()
+                    .get(&REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                // The path only: query strings carry tokens, which never reach the logs.
+                tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path())
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, RandomRequestId))
+        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+            ApiError::Internal("a handler panicked".into()).into_response()
+        }))
+        .with_state(state)
+}
+
+#[derive(Clone, Copy)]
+struct RandomRequestId;
+
+impl MakeRequestId for RandomRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let id = hex::encode(rand::random::<[u8; 8]>());
+        HeaderValue::from_str(&id).ok().map(RequestId::new)
+    }
+}
+
+async fn unknown_route() -> ApiError {
+    ApiError::not_found()
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::client(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "This endpoint does not answer this method.",
+    )
+}
+
+/// `X-Client-Key` must name an active key (protocol.md §1.10).
+async fn require_client_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let key = req
+        .headers()
+        .get("x-client-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if key.is_empty() {
+        return ApiError::client(
+            StatusCode::UNAUTHORIZED,
+            "missing_client_key",
+            "The X-Client-Key header is required.",
+        )
+        .into_response();
+    }
+    if !state.keys.is_valid(key) {
+        return ApiError::client(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client_key",
+            "The client key is not valid.",
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// Bodies over the limit get a readable 413: read (and drop) what was sent, up to a bound,
+/// so the client sees the answer instead of a reset connection.
+async fn limit_body(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let limit = state.settings.body_limit(req.uri().path());
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(length) = declared
+        && length > limit as u64
+    {
+        drain(req.into_body(), 64 * 1024 * 1024).await;
+        let mut response = ApiError::too_large(limit).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
+    }
+    let (parts, body) = req.into_parts();
+    let body = Body::new(http_body_util::Limited::new(body, limit));
+    next.run(Request::from_parts(parts, body)).await
+}
+
+async fn drain(body: Body, max: usize) {
+    let mut body = body;
+    let mut seen = 0usize;
+    let read = async {
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Some(data) = frame.data_ref() {
+                seen += data.len();
+                if seen > max {
+                    break;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
+}
+
+async fn time_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(state.settings.request_timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::client(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "The request took too long.",
+        )
+        .into_response(),
+    }
+}
+
+/// Credentialed CORS: echo the Origin, allow credentials, `Vary: Origin`; answer every
+/// pre-flight without a client key or session.
+async fn cors(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    let allowed = origin
+        .as_ref()
+        .and_then(|o| o.to_str().ok())
+        .is_none_or(|o| state.settings.origin_allowed(o));
+    let mut response = if req.method() == Method::OPTIONS {
+        let mut response = StatusCode::NO_CONTENT.into_response();
+        preflight_headers(req.headers(), response.headers_mut());
+        response
+    } else if !allowed {
+        ApiError::client(
+            StatusCode::FORBIDDEN,
+            "origin_not_allowed",
+            "This origin may not call the API.",
+        )
+        .into_response()
+    } else {
+        next.run(req).await
+    };
+    let headers = response.headers_mut();
+    headers.append(header::VARY, HeaderValue::from_static("Origin"));
+    if let Some(origin) = origin
+        && allowed
+    {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+    }
+    response
+}
+
+fn preflight_headers(request: &HeaderMap, headers: &mut HeaderMap) {
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, PUT, DELETE, OPTIONS"),
+    );
+    let asked = request
+        .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+        .cloned()
+        .unwrap_or(HeaderValue::from_static(
+            "X-Client, X-Client-Key, Session, Authorization, Content-Type",
+        ));
+    headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, asked);
+    headers.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
+}
+
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
+}

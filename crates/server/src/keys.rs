@@ -1,0 +1,52 @@
+//! Client keys: the generated one, those created with `basalt keys create`, and those of the
+//! configuration. Checked on every API call from memory, refreshed from the store.
+
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+
+use crate::store::{Store, StoreResult};
+
+/// The set of accepted keys.
+pub struct ClientKeys {
+    configured: Vec<String>,
+    active: RwLock<HashSet<String>>,
+}
+
+impl ClientKeys {
+    /// Keys from the configuration; call `refresh` to add the stored ones.
+    pub fn new(configured: Vec<String>) -> Self {
+        Self {
+            active: RwLock::new(configured.iter().cloned().collect()),
+            configured,
+        }
+    }
+
+    /// Whether a key is accepted.
+    pub fn is_valid(&self, key: &str) -> bool {
+        self.active
+            .read()
+            .map(|set| set.contains(key))
+            .unwrap_or(false)
+    }
+
+    /// Reload the stored keys (revocations take effect here).
+    pub async fn refresh(&self, store: &Arc<dyn Store>) -> StoreResult<()> {
+        let stored = store.client_keys().await?;
+        let mut set: HashSet<String> = self.configured.iter().cloned().collect();
+        set.extend(
+            stored
+                .into_iter()
+                .filter(|k| k.revoked_at.is_none())
+                .map(|k| k.key),
+        );
+        if let Ok(mut active) = self.active.write() {
+            *active = set;
+        }
+        Ok(())
+    }
+}
+
+/// A new random client key.
+pub fn generate_key() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}

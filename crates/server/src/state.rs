@@ -1,0 +1,86 @@
+//! `AppState`: every handle a handler may touch.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::auth::AuthService;
+use crate::config::Config;
+use crate::keys::ClientKeys;
+use crate::limits::RateLimiter;
+use crate::store::Store;
+
+/// Shared by every request; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// Account rules.
+    pub auth: Arc<AuthService>,
+    /// Persistence (health, dev outbox).
+    pub store: Arc<dyn Store>,
+    /// Accepted client keys.
+    pub keys: Arc<ClientKeys>,
+    /// Rate limits.
+    pub limits: Arc<RateLimiter>,
+    /// Transport settings.
+    pub settings: Arc<HttpSettings>,
+}
+
+/// What the transport layer needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Where emailed links send the browser.
+    pub redirect_url: url::Url,
+    /// Serve `/_dev/mail` and `/_dev/mailbox`.
+    pub dev_outbox: bool,
+    /// Allowed origins; empty means any.
+    pub allowed_origins: Vec<String>,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Largest auth JSON body.
+    pub auth_body_bytes: usize,
+    /// Largest other JSON body.
+    pub json_body_bytes: usize,
+    /// Whole-request timeout.
+    pub request_timeout: Duration,
+    /// Name of the app.
+    pub app_name: String,
+}
+
+impl HttpSettings {
+    /// Settings from a validated configuration.
+    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+        Ok(Self {
+            redirect_url: url::Url::parse(&config.auth.redirect_url)?,
+            dev_outbox: config.mail.dev_outbox_enabled(),
+            allowed_origins: config
+                .cors
+                .allowed_origins
+                .iter()
+                .map(|o| o.trim_end_matches('/').to_string())
+                .collect(),
+            trusted_proxies: config
+                .trusted_proxies
+                .iter()
+                .filter_map(|p| p.parse().ok())
+                .collect(),
+            auth_body_bytes: config.limits.auth_body_bytes,
+            json_body_bytes: config.limits.json_body_bytes,
+            request_timeout: Duration::from_secs(config.limits.request_timeout_secs),
+            app_name: config.app_name.clone(),
+        })
+    }
+
+    /// The body limit of a path.
+    pub fn body_limit(&self, path: &str) -> usize {
+        if path.starts_with("/_api/rest/v1/auth/") {
+            self.auth_body_bytes
+        } else {
+            self.json_body_bytes
+        }
+    }
+
+    /// Whether an `Origin` may call the API.
+    pub fn origin_allowed(&self, origin: &str) -> bool {
+        self.allowed_origins.is_empty() || self.allowed_origins.iter().any(|o| o == origin)
+    }
+}

@@ -1,0 +1,315 @@
+//! The conformance suite: every backend passes every case. A new backend adds a module to the
+//! `conformance!` macro and a `fresh_*` constructor.
+
+use serde_json::{Map, json};
+
+use super::{
+    NewMail, NewSession, NewToken, NewUser, RedeemGrant, SessionRef, SqliteStore, Store,
+    StoreError, TokenKind,
+};
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let (_dir, store) = super::fresh_sqlite().await;
+                    super::$case(&store).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    duplicate_email_is_a_conflict,
+    a_grant_cannot_be_redeemed_twice,
+    a_spent_link_spoils_every_grant_minted_from_it,
+    a_new_link_replaces_unspent_links_of_the_same_kind,
+    sessions_beyond_the_cap_evict_the_oldest,
+    only_the_owner_can_delete_a_session,
+    deleting_a_user_deletes_sessions_and_tokens,
+    mail_waits_until_due_and_leaves_the_queue_when_sent,
+    changing_to_a_taken_email_is_a_conflict,
+    profile_data_round_trips,
+);
+
+async fn fresh_sqlite() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("test.sqlite3"))
+        .await
+        .unwrap();
+    (dir, store)
+}
+
+const NOW: i64 = 1_700_000_000_000;
+
+fn user(id: &str, email: &str) -> NewUser {
+    NewUser {
+        id: id.into(),
+        email: email.into(),
+        email_key: email.to_lowercase(),
+        email_verified: true,
+        password_hash: Some("$argon2id$stub".into()),
+        data: Map::new(),
+        now: NOW,
+    }
+}
+
+fn session(id: &str, user_id: &str, now: i64) -> NewSession {
+    NewSession {
+        id: id.into(),
+        user_id: user_id.into(),
+        token_hash: format!("hash-{id}"),
+        user_agent: json!({ "family": "Other" }),
+        now,
+        max_per_user: 3,
+    }
+}
+
+fn token(id: &str, user_id: &str, kind: TokenKind, source: Option<&str>) -> NewToken {
+    NewToken {
+        id: id.into(),
+        user_id: user_id.into(),
+        kind,
+        token_hash: format!("hash-{id}"),
+        source_id: source.map(String::from),
+        data: None,
+        now: NOW,
+        expires_at: NOW + 60_000,
+    }
+}
+
+fn mail(id: &str, to: &str, now: i64) -> NewMail {
+    NewMail {
+        id: id.into(),
+        to: to.into(),
+        subject: "Hello".into(),
+        text: "text".into(),
+        html: "<p>html</p>".into(),
+        now,
+    }
+}
+
+fn redeem(grant: &str, source: Option<&str>, session_id: &str) -> RedeemGrant {
+    RedeemGrant {
+        grant_id: grant.into(),
+        source_id: source.map(String::from),
+        session: session(session_id, "u1", NOW),
+        mark_verified: true,
+        void_password: false,
+    }
+}
+
+async fn duplicate_email_is_a_conflict(store: &dyn Store) {
+    store
+        .insert_user(user("u1", "ada@example.com"), None, None)
+        .await
+        .unwrap();
+    let again = store
+        .insert_user(user("u2", "ADA@example.com"), None, None)
+        .await;
+    assert!(matches!(
+        again,
+        Err(StoreError::Conflict {
+            constraint: "email"
+        })
+    ));
+}
+
+async fn a_grant_cannot_be_redeemed_twice(store: &dyn Store) {
+    store
+        .insert_user(user("u1", "ada@example.com"), None, None)
+        .await
+        .unwrap();
+    store
+        .insert_token(token("g1", "u1", TokenKind::Grant, None))
+        .await
+        .unwrap();
+    assert!(store.redeem_grant(redeem("g1", None, "s1")).await.unwrap());
+    assert!(!store.redeem_grant(redeem("g1", None, "s2")).await.unwrap());
+    assert_eq!(store.sessions_of_user("u1").await.unwrap().len(), 1);
+}
+
+async fn a_spent_link_spoils_every_grant_minted_from_it(store: &dyn Store) {
+    store
+        .insert_user(user("u1", "ada@example.com"), None, None)
+        .await
+        .unwrap();
+    let link = token("t1", "u1", TokenKind::Magic, None);
+    store
+        .issue_link(link, mail("m1", "ada@example.com", NOW))
+        .await
+        .unwrap();
+    for grant in ["g1", "g2"] {
+        store
+            .insert_token(token(grant, "u1", TokenKind::Grant, Some("t1")))
+            .await
+            .unwrap();
+    }
+    assert!(
+        store
+            .redeem_grant(redeem("g1", Some("t1"), "s1"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .redeem_grant(redeem("g2", Some("t1"), "s2"))
+            .await
+            .unwrap()
+    );
+    // Nothing of the refused redemption was written.
+    assert_eq!(store.sessions_of_user("u1").await.unwrap().len(), 1);
+    let g2 = store.token_by_hash("hash-g2").await.unwrap().unwrap();
+    assert!(g2.used_at.is_none());
+}
+
+async fn a_new_link_replaces_unspent_links_of_the_same_kind(store: &dyn Store) {
+    store
+        .insert_user(user("u1", "ada@example.com"), None, None)
+        .await
+        .unwrap();
+    let first = token("t1", "u1", TokenKind::Reset, None);
+    store
+        .issue_link(first, mail("m1", "ada@example.com", NOW))
+        .await
+        .unwrap();
+    let magic = token("t2", "u1", TokenKind::Magic, None);
+    store
+        .issue_link(magic, mail("m2", "ada@example.com", NOW))
+        .await
+        .unwrap();
+    let second = token("t3", "u1", TokenKind::Reset, None);
+    store
+        .issue_link(second, mail("m3", "ada@example.com", NOW))
+        .await
+        .unwrap();
+    assert!(store.token_by_hash("hash-t1").await.unwrap().is_none());
+    assert!(store.token_by_hash("hash-t2").await.unwrap().is_some());
+    assert!(store.token_by_hash("hash-t3").await.unwrap().is_some());
+}
+
+async fn sessions_beyond_the_cap_evict_the_oldest(store: &dyn Store) {
+    store
+        .insert_user(user("u1", "ada@example.com"), None, None)
+        .await
+        .unwrap();
+    for (i, id) in ["s1", "s2", "s3", "s4"].iter().enumerate() {
+        let at = NOW + i64::try_from(i).unwrap();
+        store
+            .record_sign_in(session(id, "u1", at), None)
+            .await
+            .unwrap();
+    }
+    let ids: Vec<String> = store
+        .sessions_of_user("u1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(ids, ["s2", "s3", "s4"]);
+    let user = store.user_by_id("u1").await.unwrap().unwrap();
+    assert_eq!(user.last_login_at, NOW + 3);
+}
+
+async fn only_the_owner_can_delete_a_session(store: &dyn Store) {
+    store
+        .insert_user(user("u1", "ada@example.com"), None, None)
+        .await
+        .unwrap();
+    store
+        .insert_user(user("u2", "bob@example.com"), None, None)
+        .await
+        .unwrap();
+    store
+        .record_sign_in(session("s1", "u1", NOW), None)
+        .await
+        .unwrap();
+    let by_other = store
+        .delete_session("u2", SessionRef::Id("s1".into()))
+        .await
+        .unwrap();
+    assert!(!by_other);
+    let by_owner = store
+        .delete_session("u1", SessionRef::TokenHash("hash-s1".into()))
+        .await
+        .unwrap();
+    assert!(by_owner);
+    assert!(store.session_by_token("hash-s1").await.unwrap().is_none());
+}
+
+async fn deleting_a_user_deletes_sessions_and_tokens(store: &dyn Store) {
+    store
+        .insert_user(user("u1", "ada@example.com"), None, None)
+        .await
+        .unwrap();
+    store
+        .record_sign_in(session("s1", "u1", NOW), None)
+        .await
+        .unwrap();
+    store
+        .insert_token(token("g1", "u1", TokenKind::Grant, None))
+        .await
+        .unwrap();
+    assert!(store.delete_user("u1").await.unwrap());
+    assert!(store.session_by_token("hash-s1").await.unwrap().is_none());
+    assert!(store.token_by_hash("hash-g1").await.unwrap().is_none());
+    assert!(!store.delete_user("u1").await.unwrap());
+}
+
+async fn mail_waits_until_due_and_leaves_the_queue_when_sent(store: &dyn Store) {
+    store
+        .enqueue_mail(mail("m1", "ada@example.com", NOW))
+        .await
+        .unwrap();
+    let due = store.due_mail(NOW, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    store
+        .mark_mail_failed("m1", NOW + 2000, "connection refused")
+        .await
+        .unwrap();
+    assert!(store.due_mail(NOW + 1999, 10).await.unwrap().is_empty());
+    let retry = store.due_mail(NOW + 2000, 10).await.unwrap();
+    assert_eq!(retry[0].attempts, 1);
+    assert!(store.sent_mail(10).await.unwrap().is_empty());
+    store.mark_mail_sent("m1", NOW + 2500).await.unwrap();
+    assert!(store.due_mail(NOW + 9999, 10).await.unwrap().is_empty());
+    let sent = store.sent_mail(10).await.unwrap();
+    assert_eq!(sent[0].sent_at, Some(NOW + 2500));
+    assert_eq!(sent[0].to, "ada@example.com");
+}
+
+async fn changing_to_a_taken_email_is_a_conflict(store: &dyn Store) {
+    store
+        .insert_user(user("u1", "ada@example.com"), None, None)
+        .await
+        .unwrap();
+    store
+        .insert_user(user("u2", "bob@example.com"), None, None)
+        .await
+        .unwrap();
+    let taken = store
+        .change_email("u1", "Bob@example.com", "bob@example.com", NOW)
+        .await;
+    assert!(matches!(taken, Err(StoreError::Conflict { .. })));
+    let ada = store.user_by_id("u1").await.unwrap().unwrap();
+    assert_eq!(ada.email, "ada@example.com");
+}
+
+async fn profile_data_round_trips(store: &dyn Store) {
+    let mut new = user("u1", "ada@example.com");
+    new.data.insert("name".into(), json!("Ada"));
+    new.data.insert("tags".into(), json!(["a", {"b": 1}]));
+    store.insert_user(new, None, None).await.unwrap();
+    let found = store
+        .user_by_email("ada@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.data["name"], "Ada");
+    assert_eq!(found.data["tags"], json!(["a", {"b": 1}]));
+    assert_eq!(found.provider_user_id, "u1");
+}

@@ -1,0 +1,380 @@
+//! Persistence: the `Store` trait every backend implements, its records and its error.
+//!
+//! Each method is one unit of work (one transaction): the domain decides what a state change
+//! is, the store makes it atomic. Nothing above this module sees SQL or sqlx.
+
+#[cfg(test)]
+mod conformance;
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+/// Milliseconds since the Unix epoch, UTC.
+pub type Millis = i64;
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique constraint refused the write.
+    #[error("conflict on {constraint}")]
+    Conflict {
+        /// The constrained column, e.g. `email`.
+        constraint: &'static str,
+    },
+    /// The database failed (I/O, corruption, unavailable).
+    #[error("database error")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Result of a store call.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A stored account.
+#[derive(Debug, Clone)]
+pub struct UserRecord {
+    /// 24-hex id.
+    pub id: String,
+    /// The address as given (domain lowercased).
+    pub email: String,
+    /// Whether the address was proven.
+    pub email_verified: bool,
+    /// Argon2 PHC string; `None` when the password was voided.
+    pub password_hash: Option<String>,
+    /// `altogic` for email accounts.
+    pub provider: String,
+    /// Equals `id` for email accounts.
+    pub provider_user_id: String,
+    /// Extra profile fields (`name`, `profilePicture`, app fields).
+    pub data: Map<String, Value>,
+    /// When the account was created.
+    pub sign_up_at: Millis,
+    /// Last sign-in or grant.
+    pub last_login_at: Millis,
+    /// Row creation.
+    pub created_at: Millis,
+    /// Last change.
+    pub updated_at: Millis,
+}
+
+/// A user to insert.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    /// 24-hex id.
+    pub id: String,
+    /// The address as given (domain lowercased).
+    pub email: String,
+    /// Case-blind key of the address; unique.
+    pub email_key: String,
+    /// Whether the address is already proven.
+    pub email_verified: bool,
+    /// Argon2 PHC string.
+    pub password_hash: Option<String>,
+    /// Extra profile fields.
+    pub data: Map<String, Value>,
+    /// Creation time.
+    pub now: Millis,
+}
+
+/// A stored session.
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    /// Internal id (never a bearer secret).
+    pub id: String,
+    /// Owner.
+    pub user_id: String,
+    /// Parsed user agent, as JSON.
+    pub user_agent: Value,
+    /// Creation time.
+    pub created_at: Millis,
+    /// Last authenticated use (written at most once a minute).
+    pub last_seen_at: Millis,
+}
+
+/// A session to insert.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// Internal id.
+    pub id: String,
+    /// Owner.
+    pub user_id: String,
+    /// SHA-256 of the bearer token, hex.
+    pub token_hash: String,
+    /// Parsed user agent, as JSON.
+    pub user_agent: Value,
+    /// Creation time.
+    pub now: Millis,
+    /// The oldest sessions beyond this count are evicted.
+    pub max_per_user: u32,
+}
+
+/// How a session to delete is named.
+#[derive(Debug, Clone)]
+pub enum SessionRef {
+    /// By internal id (from a `ref_` handle).
+    Id(String),
+    /// By the hash of its bearer token.
+    TokenHash(String),
+}
+
+/// The kinds of one-time tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    /// Emailed sign-up confirmation link.
+    Confirm,
+    /// Emailed magic sign-in link.
+    Magic,
+    /// Emailed password reset link.
+    Reset,
+    /// Emailed email-change link.
+    ChangeEmail,
+    /// Grant from a link click, redeemed by `/auth/grant`.
+    Grant,
+    /// Reset key from a reset link click, redeemed by `/auth/reset-pwd`.
+    ResetGrant,
+}
+
+impl TokenKind {
+    /// Stable name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Confirm => "confirm",
+            Self::Magic => "magic",
+            Self::Reset => "reset",
+            Self::ChangeEmail => "change_email",
+            Self::Grant => "grant",
+            Self::ResetGrant => "reset_grant",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "confirm" => Self::Confirm,
+            "magic" => Self::Magic,
+            "reset" => Self::Reset,
+            "change_email" => Self::ChangeEmail,
+            "grant" => Self::Grant,
+            "reset_grant" => Self::ResetGrant,
+            _ => return None,
+        })
+    }
+}
+
+/// A stored one-time token.
+#[derive(Debug, Clone)]
+pub struct TokenRecord {
+    /// Internal id.
+    pub id: String,
+    /// Owner.
+    pub user_id: String,
+    /// What it is for.
+    pub kind: TokenKind,
+    /// The emailed token a grant was minted from.
+    pub source_id: Option<String>,
+    /// Kind-specific payload (the new address of an email change).
+    pub data: Option<String>,
+    /// Expiry.
+    pub expires_at: Millis,
+    /// When it was spent.
+    pub used_at: Option<Millis>,
+}
+
+/// A token to insert.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    /// Internal id.
+    pub id: String,
+    /// Owner.
+    pub user_id: String,
+    /// What it is for.
+    pub kind: TokenKind,
+    /// SHA-256 of the secret, hex.
+    pub token_hash: String,
+    /// The emailed token a grant was minted from.
+    pub source_id: Option<String>,
+    /// Kind-specific payload.
+    pub data: Option<String>,
+    /// Creation time.
+    pub now: Millis,
+    /// Expiry.
+    pub expires_at: Millis,
+}
+
+/// A message to queue.
+#[derive(Debug, Clone)]
+pub struct NewMail {
+    /// Internal id.
+    pub id: String,
+    /// Recipient address.
+    pub to: String,
+    /// Subject line.
+    pub subject: String,
+    /// Plain-text body.
+    pub text: String,
+    /// HTML body.
+    pub html: String,
+    /// Queue time.
+    pub now: Millis,
+}
+
+/// A queued or delivered message.
+#[derive(Debug, Clone)]
+pub struct MailRecord {
+    /// Internal id.
+    pub id: String,
+    /// Recipient address.
+    pub to: String,
+    /// Subject line.
+    pub subject: String,
+    /// Plain-text body.
+    pub text: String,
+    /// HTML body.
+    pub html: String,
+    /// Queue time.
+    pub created_at: Millis,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// Delivery time.
+    pub sent_at: Option<Millis>,
+}
+
+/// A client key.
+#[derive(Debug, Clone)]
+pub struct ClientKeyRecord {
+    /// The key as sent in `X-Client-Key`.
+    pub key: String,
+    /// Operator's label.
+    pub name: String,
+    /// Creation time.
+    pub created_at: Millis,
+    /// Revocation time.
+    pub revoked_at: Option<Millis>,
+}
+
+/// Redeem a grant: spend it and its emailed source, open a session.
+#[derive(Debug, Clone)]
+pub struct RedeemGrant {
+    /// The grant token.
+    pub grant_id: String,
+    /// The emailed token it came from.
+    pub source_id: Option<String>,
+    /// The new session.
+    pub session: NewSession,
+    /// Prove the address.
+    pub mark_verified: bool,
+    /// Void the password and end earlier sessions (pre-hijack defence).
+    pub void_password: bool,
+}
+
+/// Set a new password from a reset key.
+#[derive(Debug, Clone)]
+pub struct ResetPassword {
+    /// The reset key.
+    pub grant_id: String,
+    /// The emailed token it came from.
+    pub source_id: Option<String>,
+    /// Owner.
+    pub user_id: String,
+    /// New Argon2 PHC string.
+    pub password_hash: String,
+    /// Time of the change.
+    pub now: Millis,
+}
+
+/// Persistence for every area. Implemented by each backend; see `conformance` tests.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Insert an account with its confirmation link or first session;
+    /// `Conflict { constraint: "email" }` when the address is taken.
+    async fn insert_user(
+        &self,
+        user: NewUser,
+        link: Option<(NewToken, NewMail)>,
+        session: Option<NewSession>,
+    ) -> StoreResult<()>;
+    /// An account by id.
+    async fn user_by_id(&self, id: &str) -> StoreResult<Option<UserRecord>>;
+    /// An account by case-blind address key.
+    async fn user_by_email(&self, email_key: &str) -> StoreResult<Option<UserRecord>>;
+    /// Delete an account and everything it owns. Returns whether it existed.
+    async fn delete_user(&self, id: &str) -> StoreResult<bool>;
+    /// Mark the address proven.
+    async fn set_email_verified(&self, user_id: &str, now: Millis) -> StoreResult<()>;
+    /// Record a sign-in: new session, `last_login_at`, optional rehash.
+    async fn record_sign_in(&self, session: NewSession, rehash: Option<String>) -> StoreResult<()>;
+    /// Change the password; end every session but `keep_session`; void reset links.
+    async fn change_password(
+        &self,
+        user_id: &str,
+        password_hash: &str,
+        keep_session: Option<&str>,
+        now: Millis,
+    ) -> StoreResult<()>;
+    /// Apply a confirmed email change; `Conflict` when the address was taken meanwhile.
+    async fn change_email(
+        &self,
+        user_id: &str,
+        email: &str,
+        email_key: &str,
+        now: Millis,
+    ) -> StoreResult<()>;
+
+    /// A session and its user by token hash.
+    async fn session_by_token(
+        &self,
+        token_hash: &str,
+    ) -> StoreResult<Option<(SessionRecord, UserRecord)>>;
+    /// Record that a session was used.
+    async fn touch_session(&self, id: &str, now: Millis) -> StoreResult<()>;
+    /// All sessions of a user, oldest first.
+    async fn sessions_of_user(&self, user_id: &str) -> StoreResult<Vec<SessionRecord>>;
+    /// Delete one session of a user. Returns whether it existed.
+    async fn delete_session(&self, user_id: &str, session: SessionRef) -> StoreResult<bool>;
+    /// Delete every session of a user except `keep`. Returns how many.
+    async fn delete_sessions_of_user(&self, user_id: &str, keep: Option<&str>) -> StoreResult<u64>;
+    /// Delete sessions created before `created_before` or idle since `idle_before`.
+    async fn delete_expired_sessions(
+        &self,
+        created_before: Millis,
+        idle_before: Millis,
+    ) -> StoreResult<u64>;
+
+    /// Issue an emailed link: replace unspent ones of the same kind, queue its mail.
+    async fn issue_link(&self, token: NewToken, mail: NewMail) -> StoreResult<()>;
+    /// Insert a token (grants).
+    async fn insert_token(&self, token: NewToken) -> StoreResult<()>;
+    /// A token by hash.
+    async fn token_by_hash(&self, token_hash: &str) -> StoreResult<Option<TokenRecord>>;
+    /// Redeem a grant. `false` when it or its source was spent meanwhile.
+    async fn redeem_grant(&self, redeem: RedeemGrant) -> StoreResult<bool>;
+    /// Reset a password. `false` when the key or its source was spent meanwhile.
+    async fn reset_password(&self, reset: ResetPassword) -> StoreResult<bool>;
+
+    /// Queue a message.
+    async fn enqueue_mail(&self, mail: NewMail) -> StoreResult<()>;
+    /// Messages due for delivery.
+    async fn due_mail(&self, now: Millis, limit: u32) -> StoreResult<Vec<MailRecord>>;
+    /// Mark a message delivered.
+    async fn mark_mail_sent(&self, id: &str, now: Millis) -> StoreResult<()>;
+    /// Record a failed attempt and when to retry.
+    async fn mark_mail_failed(
+        &self,
+        id: &str,
+        next_attempt_at: Millis,
+        error: &str,
+    ) -> StoreResult<()>;
+    /// Delivered messages, newest first.
+    async fn sent_mail(&self, limit: u32) -> StoreResult<Vec<MailRecord>>;
+
+    /// Every client key, revoked ones too.
+    async fn client_keys(&self) -> StoreResult<Vec<ClientKeyRecord>>;
+    /// Add a client key.
+    async fn insert_client_key(&self, key: &str, name: &str, now: Millis) -> StoreResult<()>;
+    /// Revoke a client key. Returns whether it was active.
+    async fn revoke_client_key(&self, key: &str, now: Millis) -> StoreResult<bool>;
+
+    /// Whether the database answers.
+    async fn ping(&self) -> StoreResult<()>;
+}

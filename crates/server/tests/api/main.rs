@@ -1,0 +1,13 @@
+//! HTTP integration tests: one binary, one file per area.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
+mod support;
+
+mod bad_input;
+mod links;
+mod passwords;
+mod rate_limits;
+mod sessions;
+mod sign_in;
+mod sign_up;
+mod transport;
