@@ -136,22 +136,22 @@ def main():
 local n = 0
 request = function()
   n = n + 1
-  local body = string.format('{"email":"bench%d@example.com","password":"%s"}', n % 64, "%s")
+  local body = '{"email":"bench' .. (n % 64) .. '@example.com","password":"PASSWORD"}'
   return wrk.format("POST", "/_api/rest/v1/auth/signin-email",
-    {["Content-Type"] = "application/json", ["X-Client-Key"] = "%s"}, body)
+    {["Content-Type"] = "application/json", ["X-Client-Key"] = "KEY"}, body)
 end
-""" % (PASSWORD, KEY))
+""".replace("PASSWORD", PASSWORD).replace("KEY", KEY))
         signup = lua(tmp, "signup.lua", """
 local n = 0
-local id = tostring(math.random(1, 1e9))
-setup = function(thread) thread:set("id", tostring(math.random(1, 1e9))) end
+local id = "0"
+setup = function(thread) thread:set("id", tostring(math.random(1, 1000000000))) end
 request = function()
   n = n + 1
-  local body = string.format('{"email":"new-%%s-%%d@example.com","password":"%s"}', id, n)
+  local body = '{"email":"new-' .. id .. '-' .. n .. '@example.com","password":"PASSWORD"}'
   return wrk.format("POST", "/_api/rest/v1/auth/signup-email",
-    {["Content-Type"] = "application/json", ["X-Client-Key"] = "%s"}, body)
+    {["Content-Type"] = "application/json", ["X-Client-Key"] = "KEY"}, body)
 end
-""" % (PASSWORD, KEY))
+""".replace("PASSWORD", PASSWORD).replace("KEY", KEY))
 
         rows = []
         c, s = args.connections, args.seconds

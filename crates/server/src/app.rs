@@ -123,8 +123,6 @@ impl App {
             limits,
             settings: Arc::new(HttpSettings::from_config(&config)?),
         };
-        // Compile the user-agent regexes off the start-up path.
-        tokio::task::spawn_blocking(crate::auth::agent::warm_up);
         Ok(Self {
             listener,
             state,

@@ -5,24 +5,22 @@ use std::sync::OnceLock;
 use serde_json::{Value, json};
 use uaparser::{Parser, UserAgentParser};
 
+/// Compiled on first use (~0.2 s, ~30 MiB): an idle server that nobody signs in to stays small.
 static PARSER: OnceLock<Option<UserAgentParser>> = OnceLock::new();
 
 fn parser() -> Option<&'static UserAgentParser> {
     PARSER
         .get_or_init(|| {
-            let parsed =
-                UserAgentParser::from_bytes(include_bytes!("../../assets/uap-regexes.yaml"));
+            // Without Unicode classes the compiled regexes take a few MiB instead of ~130.
+            let parsed = UserAgentParser::builder()
+                .with_unicode_support(false)
+                .build_from_bytes(include_bytes!("../../assets/uap-regexes.yaml"));
             if let Err(err) = &parsed {
                 tracing::error!(error = %err, "user agent regexes failed to load");
             }
             parsed.ok()
         })
         .as_ref()
-}
-
-/// Compile the regexes now (on a blocking thread at start-up) rather than on the first sign-in.
-pub fn warm_up() {
-    let _ = parser();
 }
 
 fn part(value: Option<&str>, missing: &str) -> String {

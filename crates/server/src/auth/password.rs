@@ -1,11 +1,11 @@
 //! Passwords: the policy checked before hashing, and a bounded Argon2id pool off the runtime.
 
 use std::collections::HashSet;
-use std::sync::{Arc, LazyLock, OnceLock};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use rand::TryRngCore;
 use rand::rngs::OsRng;
 use tokio::sync::Semaphore;
@@ -110,18 +110,24 @@ pub enum Verified {
     },
 }
 
-/// Argon2id hashing on the blocking pool, at most `max_concurrent` at a time.
+/// Argon2id hashing on a fixed set of worker threads, at most one hash per worker at a time.
+///
+/// Each worker keeps its Argon2 memory (`memory_kib`) for its whole life, so hashing allocates
+/// nothing and the process's memory stays at `workers × memory_kib` under any load (a fresh
+/// buffer per hash on ever-changing blocking threads grew glibc's arenas past a gigabyte).
 #[derive(Clone)]
 pub struct PasswordHasher {
     params: Params,
     slots: Arc<Semaphore>,
     max_slots: usize,
     queue_timeout: Duration,
-    dummy: Arc<OnceLock<String>>,
+    jobs: std::sync::mpsc::SyncSender<Job>,
 }
 
+type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
+
 impl PasswordHasher {
-    /// A pool with the configured parameters.
+    /// A pool with the configured parameters; starts its worker threads.
     pub fn new(config: &PasswordHashConfig) -> Result<Self, HashError> {
         let params = Params::new(
             config.memory_kib,
@@ -135,12 +141,33 @@ impl PasswordHasher {
         } else {
             config.max_concurrent
         };
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(slots);
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        for i in 0..slots {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("basalt-hash-{i}"))
+                .spawn(move || {
+                    let mut memory: Vec<Block> = Vec::new();
+                    loop {
+                        let job = match queue.lock() {
+                            Ok(queue) => queue.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(&mut memory),
+                            Err(_) => return, // every sender is gone
+                        }
+                    }
+                })
+                .map_err(|err| HashError::Failed(err.to_string()))?;
+        }
         Ok(Self {
             params,
             slots: Arc::new(Semaphore::new(slots)),
             max_slots: slots,
             queue_timeout: Duration::from_millis(config.queue_timeout_ms),
-            dummy: Arc::new(OnceLock::new()),
+            jobs,
         })
     }
 
@@ -149,36 +176,37 @@ impl PasswordHasher {
         self.max_slots
     }
 
-    fn argon2(params: &Params) -> Argon2<'static> {
-        Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
-    }
-
     async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce() -> Result<T, HashError> + Send + 'static,
+        work: impl FnOnce(&mut Vec<Block>) -> Result<T, HashError> + Send + 'static,
     ) -> Result<T, HashError> {
         let permit = tokio::time::timeout(self.queue_timeout, self.slots.clone().acquire_owned())
             .await
             .map_err(|_| HashError::Busy)?
             .map_err(|_| HashError::Busy)?;
-
-        tokio::task::spawn_blocking(move || {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |memory| {
             let _permit = permit;
-            work()
-        })
-        .await
-        .map_err(|err| HashError::Failed(err.to_string()))?
+            let _ = done.send(work(memory));
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| HashError::Failed("the hashing workers stopped".into()))?;
+        result
+            .await
+            .map_err(|_| HashError::Failed("a hashing worker failed".into()))?
     }
 
     /// Hash a new password (NFKC first).
     pub async fn hash(&self, password: &str) -> Result<String, HashError> {
         let password = normalize(password);
         let params = self.params.clone();
-        self.run(move || hash_with(&params, &password)).await
+        self.run(move |memory| hash_with(&params, &password, memory))
+            .await
     }
 
-    /// Check a password against a stored hash; with no hash, against a fixed dummy so that
-    /// unknown accounts take as long as known ones.
+    /// Check a password against a stored hash; with no hash, against a fixed dummy with the
+    /// configured parameters, so that unknown accounts take as long as known ones.
     pub async fn verify(
         &self,
         password: &str,
@@ -186,30 +214,25 @@ impl PasswordHasher {
     ) -> Result<Verified, HashError> {
         let password = normalize(password);
         let params = self.params.clone();
-        let dummy = self.dummy.clone();
         let stored = stored.map(String::from);
-        self.run(move || {
-            let (hash, real) = match stored {
-                Some(hash) => (hash, true),
-                None => (dummy_hash(&dummy, &params)?, false),
+        self.run(move |memory| {
+            let Some(stored) = stored else {
+                hash_with(&params, "basalt-dummy-password-for-equal-timing", memory)?;
+                return Ok(Verified::No);
             };
-            let parsed =
-                PasswordHash::new(&hash).map_err(|err| HashError::Failed(err.to_string()))?;
-            let stored_params = Params::try_from(&parsed).ok();
-            // Verify with the stored hash's own parameters.
-            let ok = Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok();
-            if !(ok && real) {
+            let Ok(parsed) = PasswordHash::new(&stored) else {
+                return Ok(Verified::No);
+            };
+            if !verify_with(&parsed, &password, memory)? {
                 return Ok(Verified::No);
             }
-            let weaker = stored_params.is_none_or(|p| {
+            let weaker = Params::try_from(&parsed).is_ok_and(|p| {
                 p.m_cost() < params.m_cost()
                     || p.t_cost() < params.t_cost()
                     || p.p_cost() < params.p_cost()
-            }) || parsed.algorithm.as_str() != "argon2id";
+            }) || parsed.algorithm != argon2::ARGON2ID_IDENT;
             let rehash = if weaker {
-                Some(hash_with(&params, &password)?)
+                Some(hash_with(&params, &password, memory)?)
             } else {
                 None
             };
@@ -219,24 +242,82 @@ impl PasswordHasher {
     }
 }
 
-fn hash_with(params: &Params, password: &str) -> Result<String, HashError> {
-    let mut bytes = [0u8; 16];
-    OsRng
-        .try_fill_bytes(&mut bytes)
-        .map_err(|err| HashError::Failed(err.to_string()))?;
-    let salt = SaltString::encode_b64(&bytes).map_err(|err| HashError::Failed(err.to_string()))?;
-    PasswordHasher::argon2(params)
-        .hash_password(password.as_bytes(), &salt)
-        .map(|hash| hash.to_string())
-        .map_err(|err| HashError::Failed(err.to_string()))
+fn failed(err: impl std::fmt::Display) -> HashError {
+    HashError::Failed(err.to_string())
 }
 
-fn dummy_hash(cell: &OnceLock<String>, params: &Params) -> Result<String, HashError> {
-    if let Some(hash) = cell.get() {
-        return Ok(hash.clone());
+/// Make `memory` exactly `blocks` long, reusing its allocation.
+fn blocks(memory: &mut Vec<Block>, blocks: usize) -> &mut [Block] {
+    memory.resize(blocks, Block::default());
+    memory.as_mut_slice()
+}
+
+fn hash_with(
+    params: &Params,
+    password: &str,
+    memory: &mut Vec<Block>,
+) -> Result<String, HashError> {
+    let mut salt = [0u8; 16];
+    OsRng.try_fill_bytes(&mut salt).map_err(failed)?;
+    let mut out = [0u8; 32];
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    argon2
+        .hash_password_into_with_memory(
+            password.as_bytes(),
+            &salt,
+            &mut out,
+            blocks(memory, params.block_count()),
+        )
+        .map_err(failed)?;
+    let salt = SaltString::encode_b64(&salt).map_err(failed)?;
+    let phc = PasswordHash {
+        algorithm: argon2::ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(failed)?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&out).map_err(failed)?),
+    };
+    Ok(phc.to_string())
+}
+
+/// Recompute a stored hash with its own parameters and compare in constant time.
+fn verify_with(
+    parsed: &PasswordHash<'_>,
+    password: &str,
+    memory: &mut Vec<Block>,
+) -> Result<bool, HashError> {
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return Ok(false);
+    };
+    let Ok(algorithm) = Algorithm::try_from(parsed.algorithm) else {
+        return Ok(false);
+    };
+    let version = parsed
+        .version
+        .and_then(|v| Version::try_from(v).ok())
+        .unwrap_or(Version::V0x13);
+    let Ok(params) = Params::try_from(parsed) else {
+        return Ok(false);
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return Ok(false);
+    };
+    let mut out = vec![0u8; expected.len()];
+    let argon2 = Argon2::new(algorithm, version, params.clone());
+    if argon2
+        .hash_password_into_with_memory(
+            password.as_bytes(),
+            salt,
+            &mut out,
+            blocks(memory, params.block_count()),
+        )
+        .is_err()
+    {
+        return Ok(false);
     }
-    let hash = hash_with(params, "basalt-dummy-password-for-equal-timing")?;
-    Ok(cell.get_or_init(|| hash).clone())
+    // `Output` compares in constant time.
+    Ok(Output::new(&out).map_err(failed)? == expected)
 }
 
 #[cfg(test)]
@@ -304,6 +385,54 @@ mod tests {
             Verified::No
         );
         assert_eq!(hasher.verify("anything", None).await.unwrap(), Verified::No);
+    }
+
+    #[tokio::test]
+    async fn hashes_are_standard_phc_strings_both_ways() {
+        use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+        let hasher = PasswordHasher::new(&cheap()).unwrap();
+        let ours = hasher.hash("correct horse battery").await.unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        Argon2::default()
+            .verify_password(b"correct horse battery", &parsed)
+            .unwrap();
+        let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+        let theirs = Argon2::default()
+            .hash_password(b"correct horse battery", &salt)
+            .unwrap()
+            .to_string();
+        assert!(matches!(
+            hasher
+                .verify("correct horse battery", Some(&theirs))
+                .await
+                .unwrap(),
+            Verified::Yes { .. }
+        ));
+        assert_eq!(
+            hasher.verify("wrong", Some(&theirs)).await.unwrap(),
+            Verified::No
+        );
+        assert_eq!(
+            hasher.verify("x", Some("not a phc string")).await.unwrap(),
+            Verified::No
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_pool_answers_busy_after_the_queue_timeout() {
+        let hasher = PasswordHasher::new(&PasswordHashConfig {
+            memory_kib: 8192,
+            iterations: 20,
+            max_concurrent: 1,
+            queue_timeout_ms: 1,
+            ..cheap()
+        })
+        .unwrap();
+        let slow = hasher.clone();
+        let first = tokio::spawn(async move { slow.hash("first of two").await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(matches!(hasher.hash("second").await, Err(HashError::Busy)));
+        first.await.unwrap().unwrap();
     }
 
     #[tokio::test]
