@@ -7,8 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::extract::ConnectInfo;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower::Service;
 
 use crate::auth::{AuthDeps, AuthService};
 use crate::clock::SharedClock;
@@ -20,6 +25,11 @@ use crate::mail::{DevOutbox, MailQueue, SmtpTransport, Transport, run_sender};
 use crate::state::{AppState, HttpSettings};
 use crate::store::{SqliteStore, Store};
 
+/// Largest request head.
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// HTTP/2 keep-alive ping interval.
+const KEEP_ALIVE_IDLE: Duration = Duration::from_secs(60);
+
 /// A built server, bound and ready to run.
 pub struct App {
     listener: TcpListener,
@@ -28,6 +38,7 @@ pub struct App {
     clock: SharedClock,
     mail_queue: MailQueue,
     grace: Duration,
+    header_timeout: Duration,
     /// The first active client key (generated on first start).
     pub client_key: String,
 }
@@ -130,6 +141,7 @@ impl App {
             clock,
             mail_queue,
             grace: Duration::from_secs(config.limits.shutdown_grace_secs),
+            header_timeout: Duration::from_secs(config.limits.header_timeout_secs.max(1)),
             client_key,
         })
     }
@@ -148,31 +160,17 @@ impl App {
         let cancel = CancellationToken::new();
         let background = self.spawn_background(cancel.clone());
         let router = crate::http::router(self.state);
-        let signal = {
-            let cancel = cancel.clone();
-            async move {
-                stop.await;
-                tracing::info!("stopping: finishing requests in flight");
-                cancel.cancel();
-            }
+        let trigger = cancel.clone();
+        tokio::spawn(async move {
+            stop.await;
+            tracing::info!("stopping: finishing requests in flight");
+            trigger.cancel();
+        });
+        let limits = ConnectionLimits {
+            grace: self.grace,
+            header_timeout: self.header_timeout,
         };
-        let server = axum::serve(
-            self.listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(signal);
-        let grace = self.grace;
-        let deadline = {
-            let cancel = cancel.clone();
-            async move {
-                cancel.cancelled().await;
-                tokio::time::sleep(grace).await;
-            }
-        };
-        tokio::select! {
-            served = server => served.context("serving")?,
-            () = deadline => tracing::warn!("grace period over; dropping requests still in flight"),
-        }
+        serve(self.listener, router, cancel.clone(), limits).await;
         cancel.cancel();
         for task in background {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
@@ -209,5 +207,69 @@ impl App {
             }
         });
         vec![sender, upkeep]
+    }
+}
+
+/// Per-connection limits of `serve`.
+struct ConnectionLimits {
+    grace: Duration,
+    header_timeout: Duration,
+}
+
+/// Accept connections until `cancel` fires, then stop accepting and let requests in flight
+/// finish for up to `grace`. Headers must arrive within `header_timeout` and fit in 16 KiB.
+async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    cancel: CancellationToken,
+    limits: ConnectionLimits,
+) {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(MAX_HEADER_BYTES);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(MAX_HEADER_BYTES).unwrap_or(u32::MAX))
+        .keep_alive_interval(Some(KEEP_ALIVE_IDLE))
+        .keep_alive_timeout(limits.header_timeout);
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %err, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = cancel.cancelled() => break,
+        };
+        let router = router.clone();
+        let service =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                let mut router = router.clone();
+                async move { router.call(req.map(axum::body::Body::new)).await }
+            });
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            if let Err(err) = conn.await {
+                tracing::debug!(error = %err, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(limits.grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("grace period over; dropping requests still in flight");
     }
 }

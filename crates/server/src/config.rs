@@ -330,6 +330,8 @@ pub struct LimitsConfig {
     pub json_body_bytes: usize,
     /// Whole-request timeout, seconds.
     pub request_timeout_secs: u64,
+    /// Time to receive a request's headers (also closes idle keep-alive connections), seconds.
+    pub header_timeout_secs: u64,
     /// How long SIGTERM waits for requests in flight, seconds.
     pub shutdown_grace_secs: u64,
 }
@@ -340,6 +342,7 @@ impl Default for LimitsConfig {
             auth_body_bytes: 64 * 1024,
             json_body_bytes: 1024 * 1024,
             request_timeout_secs: 30,
+            header_timeout_secs: 10,
             shutdown_grace_secs: 30,
         }
     }

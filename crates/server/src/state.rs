@@ -44,6 +44,8 @@ pub struct HttpSettings {
     pub request_timeout: Duration,
     /// Name of the app.
     pub app_name: String,
+    /// The public URL is `https://`: send HSTS.
+    pub behind_tls: bool,
 }
 
 impl HttpSettings {
@@ -67,6 +69,7 @@ impl HttpSettings {
             json_body_bytes: config.limits.json_body_bytes,
             request_timeout: Duration::from_secs(config.limits.request_timeout_secs),
             app_name: config.app_name.clone(),
+            behind_tls: config.public_url.starts_with("https://"),
         })
     }
 

@@ -89,6 +89,10 @@ async fn errors_carry_cors_and_security_headers() {
     assert_eq!(h["cache-control"], "no-store");
     assert!(h.contains_key("x-request-id"));
     assert!(!h.contains_key("server"));
+    assert!(
+        !h.contains_key("strict-transport-security"),
+        "HSTS only behind TLS"
+    );
 }
 
 #[tokio::test]
@@ -181,4 +185,49 @@ async fn the_dev_outbox_is_off_with_smtp() {
     assert_eq!(response.status(), 404);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["errors"][0]["code"], "not_found");
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(|c| c.limits.header_timeout_secs = 1).await;
+    let addr = app.url.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_end(&mut buf),
+    )
+    .await;
+    assert!(closed.is_ok(), "the server kept a half-sent request open");
+}
+
+#[tokio::test]
+async fn request_heads_over_16_kib_are_refused() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .http
+        .get(format!("{}/health", app.url))
+        .header("X-Padding", "x".repeat(20 * 1024))
+        .send()
+        .await;
+    match response {
+        Ok(response) => assert_eq!(response.status(), 431),
+        Err(err) => assert!(
+            err.is_request() || err.is_connect() || err.is_body(),
+            "{err}"
+        ),
+    }
+    // A normal request still works.
+    let ok = app
+        .http
+        .get(format!("{}/health", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
 }
