@@ -22,7 +22,7 @@ use crate::keys::{ClientKeys, generate_key};
 use crate::limits::RateLimiter;
 use crate::mail::templates::Templates;
 use crate::mail::{DevOutbox, MailQueue, SmtpTransport, Transport, run_sender};
-use crate::state::{AppState, HttpSettings};
+use crate::state::{AppState, HttpSettings, Shared};
 use crate::store::{SqliteStore, Store};
 
 /// Largest request head.
@@ -127,13 +127,13 @@ impl App {
                 Arc::new(SmtpTransport::new(&config.mail.smtp, &config.mail.from)?)
             }
         };
-        let state = AppState {
+        let state = AppState::new(Shared {
             auth: Arc::new(auth),
             store,
             keys,
             limits,
             settings: Arc::new(HttpSettings::from_config(&config)?),
-        };
+        });
         Ok(Self {
             listener,
             state,

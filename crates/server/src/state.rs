@@ -10,9 +10,27 @@ use crate::keys::ClientKeys;
 use crate::limits::RateLimiter;
 use crate::store::Store;
 
-/// Shared by every request; cheap to clone.
+/// Shared by every request; cloning is one reference count.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    /// Wrap the handles.
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// Every handle a handler may touch.
+pub struct Shared {
     /// Account rules.
     pub auth: Arc<AuthService>,
     /// Persistence (health, dev outbox).

@@ -148,6 +148,7 @@ impl PasswordHasher {
             std::thread::Builder::new()
                 .name(format!("basalt-hash-{i}"))
                 .spawn(move || {
+                    lower_priority();
                     let mut memory: Vec<Block> = Vec::new();
                     loop {
                         let job = match queue.lock() {
@@ -239,6 +240,21 @@ impl PasswordHasher {
             Ok(Verified::Yes { rehash })
         })
         .await
+    }
+}
+
+/// Hashing is CPU-bound batch work: let the request threads go first, so other endpoints stay
+/// fast while sign-ins saturate the pool (hashes still get every idle cycle).
+fn lower_priority() {
+    use thread_priority::{
+        NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+        set_thread_priority_and_policy, thread_native_id,
+    };
+    let policy = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+    if let Err(err) =
+        set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, policy)
+    {
+        tracing::debug!(error = ?err, "could not lower the hashing threads' priority");
     }
 }
 

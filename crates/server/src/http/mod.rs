@@ -18,11 +18,12 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header}
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
+use tower_http::LatencyUnit;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use self::error::ApiError;
 use crate::state::AppState;
@@ -50,10 +51,7 @@ pub fn router(state: AppState) -> Router {
     }
     app.fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(state.clone(), limit_body))
-        .layer(middleware::from_fn_with_state(state.clone(), time_limit))
-        .layer(middleware::from_fn_with_state(state.clone(), cors))
-        .layer(middleware::from_fn_with_state(state.clone(), security_headers))
+        .layer(middleware::from_fn_with_state(state.clone(), edge))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request| {
                 let id = req
@@ -63,7 +61,13 @@ pub fn router(state: AppState) -> Router {
                     .unwrap_or_default();
                 // The path only: query strings carry tokens, which never reach the logs.
                 tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path())
-            }),
+            })
+            .on_request(())
+            .on_response(
+                DefaultOnResponse::new()
+                    .level(tracing::Level::INFO)
+                    .latency_unit(LatencyUnit::Micros),
+            ),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, RandomRequestId))
@@ -121,28 +125,82 @@ async fn require_client_key(State(state): State<AppState>, req: Request, next: N
     next.run(req).await
 }
 
-/// Bodies over the limit get a readable 413: read (and drop) what was sent, up to a bound,
-/// so the client sees the answer instead of a reset connection.
-async fn limit_body(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// What every request goes through, in one layer: CORS (echo the Origin with credentials,
+/// answer every pre-flight without a client key), the body limit (a readable 413: what was
+/// sent is read and dropped, up to a bound, so the client sees the answer instead of a reset
+/// connection), the time limit (408) and the security headers.
+async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    let allowed = origin
+        .as_ref()
+        .and_then(|o| o.to_str().ok())
+        .is_none_or(|o| state.settings.origin_allowed(o));
     let limit = state.settings.body_limit(req.uri().path());
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if let Some(length) = declared
-        && length > limit as u64
-    {
+    let mut response = if req.method() == Method::OPTIONS {
+        let mut response = StatusCode::NO_CONTENT.into_response();
+        preflight_headers(req.headers(), response.headers_mut());
+        response
+    } else if !allowed {
+        ApiError::client(
+            StatusCode::FORBIDDEN,
+            "origin_not_allowed",
+            "This origin may not call the API.",
+        )
+        .into_response()
+    } else if declared.is_some_and(|length| length > limit as u64) {
         drain(req.into_body(), 64 * 1024 * 1024).await;
         let mut response = ApiError::too_large(limit).into_response();
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return response;
+        response
+    } else {
+        let (parts, body) = req.into_parts();
+        let req = Request::from_parts(parts, Body::new(http_body_util::Limited::new(body, limit)));
+        match tokio::time::timeout(state.settings.request_timeout, next.run(req)).await {
+            Ok(response) => response,
+            Err(_) => ApiError::client(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "The request took too long.",
+            )
+            .into_response(),
+        }
+    };
+    let headers = response.headers_mut();
+    headers.append(header::VARY, HeaderValue::from_static("Origin"));
+    if let Some(origin) = origin
+        && allowed
+    {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
     }
-    let (parts, body) = req.into_parts();
-    let body = Body::new(http_body_util::Limited::new(body, limit));
-    next.run(Request::from_parts(parts, body)).await
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    if state.settings.behind_tls {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    response
 }
 
 async fn drain(body: Body, max: usize) {
@@ -161,54 +219,6 @@ async fn drain(body: Body, max: usize) {
     let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
 }
 
-async fn time_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    match tokio::time::timeout(state.settings.request_timeout, next.run(req)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::client(
-            StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
-            "The request took too long.",
-        )
-        .into_response(),
-    }
-}
-
-/// Credentialed CORS: echo the Origin, allow credentials, `Vary: Origin`; answer every
-/// pre-flight without a client key or session.
-async fn cors(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let origin = req.headers().get(header::ORIGIN).cloned();
-    let allowed = origin
-        .as_ref()
-        .and_then(|o| o.to_str().ok())
-        .is_none_or(|o| state.settings.origin_allowed(o));
-    let mut response = if req.method() == Method::OPTIONS {
-        let mut response = StatusCode::NO_CONTENT.into_response();
-        preflight_headers(req.headers(), response.headers_mut());
-        response
-    } else if !allowed {
-        ApiError::client(
-            StatusCode::FORBIDDEN,
-            "origin_not_allowed",
-            "This origin may not call the API.",
-        )
-        .into_response()
-    } else {
-        next.run(req).await
-    };
-    let headers = response.headers_mut();
-    headers.append(header::VARY, HeaderValue::from_static("Origin"));
-    if let Some(origin) = origin
-        && allowed
-    {
-        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-        headers.insert(
-            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-            HeaderValue::from_static("true"),
-        );
-    }
-    response
-}
-
 fn preflight_headers(request: &HeaderMap, headers: &mut HeaderMap) {
     headers.insert(
         header::ACCESS_CONTROL_ALLOW_METHODS,
@@ -225,27 +235,4 @@ fn preflight_headers(request: &HeaderMap, headers: &mut HeaderMap) {
         header::ACCESS_CONTROL_MAX_AGE,
         HeaderValue::from_static("600"),
     );
-}
-
-async fn security_headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let mut response = next.run(req).await;
-    let headers = response.headers_mut();
-    if state.settings.behind_tls {
-        headers.insert(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=31536000"),
-        );
-    }
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    headers
-        .entry(header::CACHE_CONTROL)
-        .or_insert(HeaderValue::from_static("no-store"));
-    response
 }

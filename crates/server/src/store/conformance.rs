@@ -33,6 +33,7 @@ conformance!(
     mail_waits_until_due_and_leaves_the_queue_when_sent,
     changing_to_a_taken_email_is_a_conflict,
     profile_data_round_trips,
+    concurrent_writes_fail_alone,
 );
 
 async fn fresh_sqlite() -> (tempfile::TempDir, SqliteStore) {
@@ -312,4 +313,24 @@ async fn profile_data_round_trips(store: &dyn Store) {
     assert_eq!(found.data["name"], "Ada");
     assert_eq!(found.data["tags"], json!(["a", {"b": 1}]));
     assert_eq!(found.provider_user_id, "u1");
+}
+
+async fn concurrent_writes_fail_alone(store: &dyn Store) {
+    // Many writes at once (the SQLite writer commits them in groups): the duplicates fail,
+    // every other write lands.
+    let writes = (0..40).map(|i| {
+        let email = format!("user{}@example.com", i % 30);
+        store.insert_user(user(&format!("u{i}"), &email), None, None)
+    });
+    let results = futures_util::future::join_all(writes).await;
+    let conflicts = results
+        .iter()
+        .filter(|r| matches!(r, Err(StoreError::Conflict { .. })))
+        .count();
+    assert_eq!(conflicts, 10);
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 30);
+    for i in 0..30 {
+        let email = format!("user{i}@example.com");
+        assert!(store.user_by_email(&email).await.unwrap().is_some());
+    }
 }

@@ -1,7 +1,7 @@
 //! Persistence: the `Store` trait every backend implements, its records and its error.
 //!
 //! Each method is one unit of work (one transaction): the domain decides what a state change
-//! is, the store makes it atomic. Nothing above this module sees SQL or sqlx.
+//! is, the store makes it atomic. Nothing above this module sees SQL or a database driver.
 
 #[cfg(test)]
 mod conformance;
