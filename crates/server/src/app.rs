@@ -18,10 +18,13 @@ use tower::Service;
 use crate::auth::{AuthDeps, AuthService};
 use crate::clock::SharedClock;
 use crate::config::{Config, MailTransport};
+use crate::files::FileService;
+use crate::files::blobs::Blobs;
 use crate::keys::{ClientKeys, generate_key};
 use crate::limits::RateLimiter;
 use crate::mail::templates::Templates;
 use crate::mail::{DevOutbox, MailQueue, SmtpTransport, Transport, run_sender};
+use crate::profile::ProfileService;
 use crate::state::{AppState, HttpSettings, Shared};
 use crate::store::{SqliteStore, Store};
 
@@ -127,8 +130,22 @@ impl App {
                 Arc::new(SmtpTransport::new(&config.mail.smtp, &config.mail.from)?)
             }
         };
+        let blobs = Blobs::local(&config.data_dir.join("files"))?;
+        let files = FileService::new(
+            store.clone(),
+            blobs,
+            clock.clone(),
+            config.storage.max_file_bytes,
+        );
+        let profile = ProfileService::new(
+            store.clone(),
+            clock.clone(),
+            config.database.users_public_fields.clone(),
+        );
         let state = AppState::new(Shared {
             auth: Arc::new(auth),
+            files: Arc::new(files),
+            profile: Arc::new(profile),
             store,
             keys,
             limits,

@@ -37,6 +37,43 @@ pub struct Config {
     pub rate_limits: RateLimitConfig,
     /// Request size and time limits.
     pub limits: LimitsConfig,
+    /// File storage.
+    pub storage: StorageConfig,
+    /// The database API.
+    pub database: DatabaseConfig,
+}
+
+/// File storage.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Largest file accepted, bytes.
+    pub max_file_bytes: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            max_file_bytes: 10 * 1024 * 1024,
+        }
+    }
+}
+
+/// The database API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// Fields of other users' `users` objects that signed-in users and anonymous callers see.
+    #[serde(deserialize_with = "comma_list")]
+    pub users_public_fields: Vec<String>,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            users_public_fields: vec!["name".into(), "profilePicture".into()],
+        }
+    }
 }
 
 impl Default for Config {
@@ -53,6 +90,8 @@ impl Default for Config {
             cors: CorsConfig::default(),
             rate_limits: RateLimitConfig::default(),
             limits: LimitsConfig::default(),
+            storage: StorageConfig::default(),
+            database: DatabaseConfig::default(),
         }
     }
 }
@@ -269,6 +308,8 @@ pub struct RateLimitConfig {
     pub mail_per_recipient_long: Rate,
     /// Link and grant redemption per client IP.
     pub redeem_per_ip: Rate,
+    /// Uploads per user.
+    pub uploads_per_user: Rate,
 }
 
 impl Default for RateLimitConfig {
@@ -303,6 +344,11 @@ impl Default for RateLimitConfig {
                 count: 30,
                 per_secs: 300,
                 burst: 30,
+            },
+            uploads_per_user: Rate {
+                count: 10,
+                per_secs: 60,
+                burst: 10,
             },
         }
     }
@@ -360,6 +406,8 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "cors",
     "rate_limits",
     "limits",
+    "storage",
+    "database",
 ];
 
 /// Why a configuration was refused.
@@ -435,6 +483,7 @@ impl Config {
             self.rate_limits.mail_per_recipient_short,
             self.rate_limits.mail_per_recipient_long,
             self.rate_limits.redeem_per_ip,
+            self.rate_limits.uploads_per_user,
         ] {
             if rate.count == 0 || rate.per_secs == 0 || rate.burst == 0 {
                 return Err(ConfigError(

@@ -4,6 +4,8 @@
 //! - [`cli`], [`app`]: the command line; building and running the server.
 //! - [`http`]: transport only: router, layers, extractors, one file per area, the error edge.
 //! - [`auth`]: accounts, passwords, sessions, emailed links.
+//! - [`profile`]: the `users` model of the database API.
+//! - [`files`]: uploads, the blob store, what public paths serve.
 //! - [`mail`]: templates, transports, the background sender of the outbox.
 //! - [`limits`]: rate limits.
 //! - [`keys`]: client keys.
@@ -15,9 +17,11 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod files;
 pub mod http;
 pub mod keys;
 pub mod limits;
 pub mod mail;
+pub mod profile;
 pub mod state;
 pub mod store;

@@ -23,6 +23,8 @@ pub enum Limit {
     MailPerRecipientLong,
     /// Link and grant redemption per client IP.
     RedeemPerIp,
+    /// Uploads per user.
+    UploadsPerUser,
 }
 
 /// Refused: try again after this many seconds.
@@ -72,6 +74,7 @@ impl RateLimiter {
             Limit::MailPerRecipientShort => self.config.mail_per_recipient_short,
             Limit::MailPerRecipientLong => self.config.mail_per_recipient_long,
             Limit::RedeemPerIp => self.config.redeem_per_ip,
+            Limit::UploadsPerUser => self.config.uploads_per_user,
         }
     }
 

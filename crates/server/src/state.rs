@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use crate::auth::AuthService;
 use crate::config::Config;
+use crate::files::FileService;
 use crate::keys::ClientKeys;
 use crate::limits::RateLimiter;
+use crate::profile::ProfileService;
 use crate::store::Store;
 
 /// Shared by every request; cloning is one reference count.
@@ -33,6 +35,10 @@ impl std::ops::Deref for AppState {
 pub struct Shared {
     /// Account rules.
     pub auth: Arc<AuthService>,
+    /// Files and buckets.
+    pub files: Arc<FileService>,
+    /// The `users` model of the database API.
+    pub profile: Arc<ProfileService>,
     /// Persistence (health, dev outbox).
     pub store: Arc<dyn Store>,
     /// Accepted client keys.
@@ -58,6 +64,10 @@ pub struct HttpSettings {
     pub auth_body_bytes: usize,
     /// Largest other JSON body.
     pub json_body_bytes: usize,
+    /// Largest upload body (file plus multipart framing).
+    pub upload_body_bytes: usize,
+    /// Public base URL, no trailing slash (for `publicPath`).
+    pub public_base: String,
     /// Whole-request timeout.
     pub request_timeout: Duration,
     /// Name of the app.
@@ -85,16 +95,28 @@ impl HttpSettings {
                 .collect(),
             auth_body_bytes: config.limits.auth_body_bytes,
             json_body_bytes: config.limits.json_body_bytes,
+            upload_body_bytes: usize::try_from(config.storage.max_file_bytes)
+                .unwrap_or(usize::MAX)
+                .saturating_add(64 * 1024),
+            public_base: config.public_base().to_string(),
             request_timeout: Duration::from_secs(config.limits.request_timeout_secs),
             app_name: config.app_name.clone(),
             behind_tls: config.public_url.starts_with("https://"),
         })
     }
 
+    /// Whether a path takes file uploads.
+    pub fn is_upload(path: &str) -> bool {
+        path.starts_with("/_api/rest/v1/storage/bucket/upload")
+            || path.starts_with("/_api/rest/v1/storage/bucket/file/replace")
+    }
+
     /// The body limit of a path.
     pub fn body_limit(&self, path: &str) -> usize {
         if path.starts_with("/_api/rest/v1/auth/") {
             self.auth_body_bytes
+        } else if Self::is_upload(path) {
+            self.upload_body_bytes
         } else {
             self.json_body_bytes
         }

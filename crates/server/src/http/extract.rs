@@ -128,14 +128,38 @@ impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = SessionHeader::from_request_parts(parts, state).await?;
+        let caller = header.caller(state).await?;
+        caller.map(Self).ok_or_else(ApiError::missing_session)
+    }
+}
+
+/// The `Session` header, if any, for calls where a session is optional.
+#[derive(Debug)]
+pub struct SessionHeader(pub Option<String>);
+
+impl SessionHeader {
+    /// The caller behind the header: `Ok(None)` without one, `Err` when it is invalid.
+    pub async fn caller(&self, state: &AppState) -> Result<Option<Caller>, ApiError> {
+        match &self.0 {
+            None => Ok(None),
+            Some(token) => Ok(Some(state.auth.authenticate(token).await?)),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for SessionHeader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let token = parts
             .headers
             .get("session")
             .and_then(|value| value.to_str().ok())
             .map(str::trim)
             .filter(|token| !token.is_empty())
-            .ok_or_else(ApiError::missing_session)?;
-        Ok(Self(state.auth.authenticate(token).await?))
+            .map(String::from);
+        Ok(Self(token))
     }
 }
 

@@ -2,9 +2,11 @@
 //! one domain function, shape the answer.
 
 mod auth;
+mod db;
 mod dev_mail;
 pub mod error;
 mod extract;
+mod files;
 mod health;
 mod links;
 mod views;
@@ -26,7 +28,7 @@ use tower_http::request_id::{
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use self::error::ApiError;
-use crate::state::AppState;
+use crate::state::{AppState, HttpSettings};
 
 /// Prefix of every client-library call.
 pub const API_PREFIX: &str = "/_api/rest/v1";
@@ -35,16 +37,18 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
-    let api =
-        Router::new()
-            .nest("/auth", auth::routes())
-            .route_layer(middleware::from_fn_with_state(
-                state.clone(),
-                require_client_key,
-            ));
+    let api = Router::new()
+        .nest("/auth", auth::routes())
+        .merge(db::routes())
+        .merge(files::routes())
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_client_key,
+        ));
     let mut app = Router::new()
         .nest(API_PREFIX, api)
         .merge(links::routes())
+        .merge(files::public_routes())
         .merge(health::routes());
     if state.settings.dev_outbox {
         app = app.merge(dev_mail::routes());
@@ -153,8 +157,18 @@ async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Respon
         )
         .into_response()
     } else if declared.is_some_and(|length| length > limit as u64) {
+        let upload = HttpSettings::is_upload(req.uri().path());
         drain(req.into_body(), 64 * 1024 * 1024).await;
-        let mut response = ApiError::too_large(limit).into_response();
+        let error = if upload {
+            ApiError::client(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "file_too_large",
+                format!("The upload is larger than the limit of {limit} bytes."),
+            )
+        } else {
+            ApiError::too_large(limit)
+        };
+        let mut response = error.into_response();
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -4,8 +4,8 @@
 use serde_json::{Map, json};
 
 use super::{
-    NewMail, NewSession, NewToken, NewUser, RedeemGrant, SessionRef, SqliteStore, Store,
-    StoreError, TokenKind,
+    FileRecord, NewMail, NewSession, NewToken, NewUser, RedeemGrant, SessionRef, SqliteStore,
+    Store, StoreError, TokenKind,
 };
 
 macro_rules! conformance {
@@ -34,6 +34,8 @@ conformance!(
     changing_to_a_taken_email_is_a_conflict,
     profile_data_round_trips,
     concurrent_writes_fail_alone,
+    taken_file_names_are_numbered,
+    profile_updates_merge_top_level_fields,
 );
 
 async fn fresh_sqlite() -> (tempfile::TempDir, SqliteStore) {
@@ -333,4 +335,69 @@ async fn concurrent_writes_fail_alone(store: &dyn Store) {
         let email = format!("user{i}@example.com");
         assert!(store.user_by_email(&email).await.unwrap().is_some());
     }
+}
+
+fn file(id: &str, bucket: &str, name: &str) -> FileRecord {
+    FileRecord {
+        id: id.into(),
+        bucket_id: bucket.into(),
+        file_name: name.into(),
+        blob_key: format!("{bucket}/{id}"),
+        size: 3,
+        encoding: "7bit".into(),
+        mime_type: "image/png".into(),
+        etag: "\"e\"".into(),
+        is_public: true,
+        user_id: None,
+        tags: vec!["a".into()],
+        uploaded_at: NOW,
+        updated_at: NOW,
+    }
+}
+
+async fn taken_file_names_are_numbered(store: &dyn Store) {
+    let root = store.bucket("root").await.unwrap().unwrap();
+    assert!(root.is_public);
+    assert_eq!(store.bucket(&root.id).await.unwrap().unwrap().name, "root");
+    let names: Vec<String> = futures_util::future::join_all(
+        (0..3).map(|i| store.insert_file(file(&format!("f{i}"), &root.id, "photo.png"))),
+    )
+    .await
+    .into_iter()
+    .map(|f| f.unwrap().file_name)
+    .collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["photo-1.png", "photo-2.png", "photo.png"]);
+    let found = store.file(&root.id, "f0").await.unwrap().unwrap();
+    assert_eq!(found.tags, ["a"]);
+    assert!(store.file("other", "f0").await.unwrap().is_none());
+}
+
+async fn profile_updates_merge_top_level_fields(store: &dyn Store) {
+    store
+        .insert_user(user("u1", "ada@example.com"), None, None)
+        .await
+        .unwrap();
+    let mut first = Map::new();
+    first.insert("name".into(), json!("Ada"));
+    first.insert("bio".into(), json!({"a": 1}));
+    store.update_user_data("u1", first, NOW + 1).await.unwrap();
+    let mut second = Map::new();
+    second.insert("bio".into(), json!({"b": 2}));
+    let updated = store
+        .update_user_data("u1", second, NOW + 2)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(updated.data["name"], "Ada");
+    assert_eq!(updated.data["bio"], json!({"b": 2}));
+    assert_eq!(updated.updated_at, NOW + 2);
+    assert!(
+        store
+            .update_user_data("nobody", Map::new(), NOW)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }

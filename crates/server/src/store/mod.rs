@@ -253,6 +253,56 @@ pub struct ClientKeyRecord {
     pub revoked_at: Option<Millis>,
 }
 
+/// A storage bucket.
+#[derive(Debug, Clone)]
+pub struct BucketRecord {
+    /// 24-hex id.
+    pub id: String,
+    /// Unique, case-sensitive name (`root` always exists).
+    pub name: String,
+    /// Default privacy of new files.
+    pub is_public: bool,
+    /// Creator, when created inside a session.
+    pub user_id: Option<String>,
+    /// Labels.
+    pub tags: Vec<String>,
+    /// Creation time.
+    pub created_at: Millis,
+    /// Last change.
+    pub updated_at: Millis,
+}
+
+/// A stored file's metadata.
+#[derive(Debug, Clone)]
+pub struct FileRecord {
+    /// 24-hex id.
+    pub id: String,
+    /// Bucket id.
+    pub bucket_id: String,
+    /// Name, unique within the bucket.
+    pub file_name: String,
+    /// Where the bytes are in the blob store (random, never user-chosen).
+    pub blob_key: String,
+    /// Bytes.
+    pub size: i64,
+    /// Transfer encoding (`7bit`).
+    pub encoding: String,
+    /// MIME type.
+    pub mime_type: String,
+    /// Strong validator of the content.
+    pub etag: String,
+    /// Served at its public path without a session.
+    pub is_public: bool,
+    /// Uploader, when uploaded inside a session.
+    pub user_id: Option<String>,
+    /// Labels.
+    pub tags: Vec<String>,
+    /// Upload time.
+    pub uploaded_at: Millis,
+    /// Last change.
+    pub updated_at: Millis,
+}
+
 /// Redeem a grant: spend it and its emailed source, open a session.
 #[derive(Debug, Clone)]
 pub struct RedeemGrant {
@@ -281,6 +331,23 @@ pub struct ResetPassword {
     pub password_hash: String,
     /// Time of the change.
     pub now: Millis,
+}
+
+/// The `n`th alternative of a taken file name: `photo.png` → `photo-1.png`, `notes` → `notes-1`.
+pub fn numbered_name(name: &str, n: u32) -> String {
+    match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() && !ext.is_empty() => format!("{stem}-{n}.{ext}"),
+        _ => format!("{name}-{n}"),
+    }
+}
+
+#[cfg(test)]
+#[test]
+fn numbered_names_keep_the_extension() {
+    assert_eq!(numbered_name("photo.png", 1), "photo-1.png");
+    assert_eq!(numbered_name("user_6235e0", 2), "user_6235e0-2");
+    assert_eq!(numbered_name(".env", 1), ".env-1");
+    assert_eq!(numbered_name("a.tar.gz", 1), "a.tar-1.gz");
 }
 
 /// Persistence for every area. Implemented by each backend; see `conformance` tests.
@@ -374,6 +441,22 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_client_key(&self, key: &str, name: &str, now: Millis) -> StoreResult<()>;
     /// Revoke a client key. Returns whether it was active.
     async fn revoke_client_key(&self, key: &str, now: Millis) -> StoreResult<bool>;
+
+    /// Merge top-level fields into an account's profile data; `None` when there is no account.
+    async fn update_user_data(
+        &self,
+        user_id: &str,
+        patch: Map<String, Value>,
+        now: Millis,
+    ) -> StoreResult<Option<UserRecord>>;
+
+    /// A bucket by id, else by name.
+    async fn bucket(&self, id_or_name: &str) -> StoreResult<Option<BucketRecord>>;
+    /// Record an uploaded file; a taken name becomes `name-1.ext`, `name-2.ext`, …
+    /// Returns the stored record with its final name.
+    async fn insert_file(&self, file: FileRecord) -> StoreResult<FileRecord>;
+    /// A file of a bucket by id.
+    async fn file(&self, bucket_id: &str, file_id: &str) -> StoreResult<Option<FileRecord>>;
 
     /// Whether the database answers.
     async fn ping(&self) -> StoreResult<()>;

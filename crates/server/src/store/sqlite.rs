@@ -15,13 +15,16 @@ use serde_json::{Map, Value};
 use tokio::sync::{Semaphore, oneshot};
 
 use super::{
-    ClientKeyRecord, MailRecord, Millis, NewMail, NewSession, NewToken, NewUser, RedeemGrant,
-    ResetPassword, SessionRecord, SessionRef, Store, StoreError, StoreResult, TokenKind,
-    TokenRecord, UserRecord,
+    BucketRecord, ClientKeyRecord, FileRecord, MailRecord, Millis, NewMail, NewSession, NewToken,
+    NewUser, RedeemGrant, ResetPassword, SessionRecord, SessionRef, Store, StoreError, StoreResult,
+    TokenKind, TokenRecord, UserRecord, numbered_name,
 };
 
 /// Migrations, applied in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_create_auth.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/sqlite/0001_create_auth.sql"),
+    include_str!("../../migrations/sqlite/0002_create_storage.sql"),
+];
 
 /// Most units of work committed together.
 const GROUP: usize = 64;
@@ -302,6 +305,40 @@ fn token_from_row(row: &Row<'_>) -> rusqlite::Result<Option<TokenRecord>> {
         expires_at: row.get("expires_at")?,
         used_at: row.get("used_at")?,
     }))
+}
+
+fn tags(text: String) -> Vec<String> {
+    serde_json::from_str(&text).unwrap_or_default()
+}
+
+fn bucket_from_row(row: &Row<'_>) -> rusqlite::Result<BucketRecord> {
+    Ok(BucketRecord {
+        id: row.get("id")?,
+        name: row.get("name")?,
+        is_public: row.get("is_public")?,
+        user_id: row.get("user_id")?,
+        tags: tags(row.get("tags")?),
+        created_at: row.get("created_at")?,
+        updated_at: row.get("updated_at")?,
+    })
+}
+
+fn file_from_row(row: &Row<'_>) -> rusqlite::Result<FileRecord> {
+    Ok(FileRecord {
+        id: row.get("id")?,
+        bucket_id: row.get("bucket_id")?,
+        file_name: row.get("file_name")?,
+        blob_key: row.get("blob_key")?,
+        size: row.get("size")?,
+        encoding: row.get("encoding")?,
+        mime_type: row.get("mime_type")?,
+        etag: row.get("etag")?,
+        is_public: row.get("is_public")?,
+        user_id: row.get("user_id")?,
+        tags: tags(row.get("tags")?),
+        uploaded_at: row.get("uploaded_at")?,
+        updated_at: row.get("updated_at")?,
+    })
 }
 
 fn insert_session(conn: &Connection, s: &NewSession) -> StoreResult<()> {
@@ -822,6 +859,104 @@ impl Store for SqliteStore {
                 params![key, now],
             )?;
             Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn update_user_data(
+        &self,
+        user_id: &str,
+        patch: Map<String, Value>,
+        now: Millis,
+    ) -> StoreResult<Option<UserRecord>> {
+        let user_id = user_id.to_string();
+        self.write(move |conn| {
+            let current: Option<String> = conn
+                .prepare_cached("SELECT data FROM users WHERE id = ?1")
+                .and_then(|mut stmt| stmt.query_row([&user_id], |row| row.get(0)).optional())
+                .map_err(db_error)?;
+            let Some(current) = current else {
+                return Ok(None);
+            };
+            let mut data = match serde_json::from_str::<Value>(&current) {
+                Ok(Value::Object(map)) => map,
+                _ => Map::new(),
+            };
+            data.extend(patch);
+            let text = serde_json::to_string(&data).map_err(backend)?;
+            execute(
+                conn,
+                "UPDATE users SET data = ?2, updated_at = ?3 WHERE id = ?1",
+                params![user_id, text, now],
+            )?;
+            conn.prepare_cached("SELECT * FROM users WHERE id = ?1")
+                .and_then(|mut stmt| stmt.query_row([&user_id], user_from_row).optional())
+                .map_err(db_error)
+        })
+        .await
+    }
+
+    async fn bucket(&self, id_or_name: &str) -> StoreResult<Option<BucketRecord>> {
+        let key = id_or_name.to_string();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT * FROM buckets WHERE id = ?1
+                 UNION ALL SELECT * FROM buckets WHERE name = ?1 AND id <> ?1 LIMIT 1",
+            )?
+            .query_row([key], bucket_from_row)
+            .optional()
+        })
+        .await
+    }
+
+    async fn insert_file(&self, file: FileRecord) -> StoreResult<FileRecord> {
+        let tags = serde_json::to_string(&file.tags).map_err(backend)?;
+        self.write(move |conn| {
+            let taken = |name: &str| -> StoreResult<bool> {
+                conn.prepare_cached("SELECT 1 FROM files WHERE bucket_id = ?1 AND file_name = ?2")
+                    .and_then(|mut stmt| stmt.exists(params![file.bucket_id, name]))
+                    .map_err(db_error)
+            };
+            let mut name = file.file_name.clone();
+            let mut n = 0;
+            while taken(&name)? {
+                n += 1;
+                name = numbered_name(&file.file_name, n);
+            }
+            execute(
+                conn,
+                "INSERT INTO files (id, bucket_id, file_name, blob_key, size, encoding, mime_type,
+                    etag, is_public, user_id, tags, uploaded_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+                params![
+                    file.id,
+                    file.bucket_id,
+                    name,
+                    file.blob_key,
+                    file.size,
+                    file.encoding,
+                    file.mime_type,
+                    file.etag,
+                    file.is_public,
+                    file.user_id,
+                    tags,
+                    file.uploaded_at
+                ],
+            )?;
+            Ok(FileRecord {
+                file_name: name,
+                ..file
+            })
+        })
+        .await
+    }
+
+    async fn file(&self, bucket_id: &str, file_id: &str) -> StoreResult<Option<FileRecord>> {
+        let (bucket_id, file_id) = (bucket_id.to_string(), file_id.to_string());
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT * FROM files WHERE bucket_id = ?1 AND id = ?2")?
+                .query_row([bucket_id, file_id], file_from_row)
+                .optional()
         })
         .await
     }

@@ -4,6 +4,8 @@
 mod support;
 
 mod bad_input;
+mod db;
+mod files;
 mod links;
 mod passwords;
 mod rate_limits;

@@ -23,7 +23,7 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub http: reqwest::Client,
     stop: CancellationToken,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for TestApp {
@@ -133,8 +133,25 @@ impl TestApp {
             clock,
             http,
             stop,
-            _dir: dir,
+            dir,
         }
+    }
+
+    /// Every file under the data directory's blob folder.
+    pub fn blobs(&self) -> Vec<std::path::PathBuf> {
+        fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else {
+                    out.push(path);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.dir.path().join("files"), &mut out);
+        out
     }
 
     pub fn api(&self, path: &str) -> String {

@@ -1,0 +1,283 @@
+//! Files: uploads streamed to the blob store under a random key with the size limit enforced
+//! while streaming, metadata in the store, and what serving a public path needs.
+
+pub mod blobs;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use futures_util::{Stream, StreamExt};
+use sha2::{Digest, Sha256};
+
+use self::blobs::{BlobError, Blobs};
+use crate::auth::token::new_id;
+use crate::clock::SharedClock;
+use crate::store::{BucketRecord, FileRecord, Store, StoreError};
+
+/// Outcomes of file operations a caller can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// No bucket with that id or name.
+    #[error("Cannot identify the bucket '{0}'")]
+    BucketNotFound(String),
+    /// No such file (or not in that bucket).
+    #[error("file not found")]
+    FileNotFound,
+    /// The file is private and the caller may not read it.
+    #[error("file not public")]
+    NotPublic,
+    /// Over the size limit (bytes).
+    #[error("file too large")]
+    TooLarge(u64),
+    /// The file name is empty, too long, or has control characters or slashes.
+    #[error("invalid file name")]
+    InvalidName,
+    /// The upload stream failed (client went away).
+    #[error("upload interrupted: {0}")]
+    Interrupted(String),
+    /// Storage failed.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<StoreError> for FileError {
+    fn from(err: StoreError) -> Self {
+        Self::Unavailable(format!("{err}: {:?}", std::error::Error::source(&err)))
+    }
+}
+
+impl From<BlobError> for FileError {
+    fn from(err: BlobError) -> Self {
+        Self::Unavailable(err.to_string())
+    }
+}
+
+/// What an upload says about itself.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    /// Bucket id or name.
+    pub bucket: String,
+    /// Desired file name (de-duplicated if taken).
+    pub file_name: String,
+    /// The part's `Content-Type`, if any.
+    pub content_type: Option<String>,
+    /// The part's own file name, to guess a type from.
+    pub part_file_name: Option<String>,
+    /// `options.isPublic`; the bucket's default otherwise.
+    pub is_public: Option<bool>,
+    /// `options.tags`.
+    pub tags: Vec<String>,
+    /// The uploader.
+    pub user_id: Option<String>,
+}
+
+/// Types served inline; everything else is served as an attachment.
+const INLINE_TYPES: &[&str] = &[
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "image/avif",
+    "image/bmp",
+];
+
+/// Whether a MIME type may be shown inline by browsers.
+pub fn is_inline_safe(mime: &str) -> bool {
+    INLINE_TYPES.contains(&mime)
+}
+
+/// The file rules.
+pub struct FileService {
+    store: Arc<dyn Store>,
+    blobs: Blobs,
+    clock: SharedClock,
+    max_bytes: u64,
+}
+
+impl FileService {
+    /// A service storing at most `max_bytes` per file.
+    pub fn new(store: Arc<dyn Store>, blobs: Blobs, clock: SharedClock, max_bytes: u64) -> Self {
+        Self {
+            store,
+            blobs,
+            clock,
+            max_bytes,
+        }
+    }
+
+    /// The largest file accepted.
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    /// Resolve a bucket by id or name.
+    pub async fn bucket(&self, id_or_name: &str) -> Result<BucketRecord, FileError> {
+        self.store
+            .bucket(id_or_name)
+            .await?
+            .ok_or_else(|| FileError::BucketNotFound(id_or_name.to_string()))
+    }
+
+    /// Stream `body` into a new blob, enforcing the size limit as bytes arrive, then record
+    /// the metadata. On any failure nothing is left behind.
+    pub async fn upload<S, E>(&self, upload: Upload, body: S) -> Result<FileRecord, FileError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        check_name(&upload.file_name)?;
+        let bucket = self.bucket(&upload.bucket).await?;
+        let now = self.clock.now();
+        let id = new_id(now);
+        let blob_key = format!("{}/{}", bucket.id, new_id(now));
+        let mut writer = self.blobs.create(&blob_key).await?;
+        let mut body = body;
+        let mut size = 0u64;
+        let mut digest = Sha256::new();
+        let streamed: Result<(), FileError> = async {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|err| FileError::Interrupted(err.to_string()))?;
+                size += chunk.len() as u64;
+                if size > self.max_bytes {
+                    return Err(FileError::TooLarge(self.max_bytes));
+                }
+                digest.update(&chunk);
+                writer.write(&chunk).await?;
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(err) = streamed {
+            let _ = writer.abort().await;
+            return Err(err);
+        }
+        writer.finish().await?;
+        let mime_type = mime_type(
+            upload.content_type.as_deref(),
+            upload.part_file_name.as_deref(),
+            &upload.file_name,
+        );
+        let record = FileRecord {
+            id,
+            bucket_id: bucket.id.clone(),
+            file_name: upload.file_name,
+            blob_key: blob_key.clone(),
+            size: i64::try_from(size).unwrap_or(i64::MAX),
+            encoding: "7bit".into(),
+            mime_type,
+            etag: format!("\"{}\"", hex::encode(&digest.finalize()[..16])),
+            is_public: upload.is_public.unwrap_or(bucket.is_public),
+            user_id: upload.user_id,
+            tags: upload.tags,
+            uploaded_at: now,
+            updated_at: now,
+        };
+        match self.store.insert_file(record).await {
+            Ok(stored) => Ok(stored),
+            Err(err) => {
+                // No blob without metadata.
+                let _ = self.blobs.delete(&blob_key).await;
+                Err(err.into())
+            }
+        }
+    }
+
+    /// A file for its public path: public files for anyone, private ones for their owner.
+    pub async fn public_file(
+        &self,
+        bucket_id: &str,
+        file_id: &str,
+        caller: Option<&str>,
+    ) -> Result<FileRecord, FileError> {
+        let file = self
+            .store
+            .file(bucket_id, file_id)
+            .await?
+            .ok_or(FileError::FileNotFound)?;
+        let owner = file.user_id.is_some() && file.user_id.as_deref() == caller;
+        if !file.is_public && !owner {
+            return Err(FileError::NotPublic);
+        }
+        Ok(file)
+    }
+
+    /// The bytes of a file, or of a range of them.
+    pub async fn content(
+        &self,
+        file: &FileRecord,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<BoxStream<'static, Result<Bytes, BlobError>>, FileError> {
+        Ok(self.blobs.read(&file.blob_key, range).await?)
+    }
+}
+
+fn check_name(name: &str) -> Result<(), FileError> {
+    let bad = name.is_empty()
+        || name.len() > 255
+        || name == "."
+        || name == ".."
+        || name
+            .chars()
+            .any(|c| c.is_control() || c == '/' || c == '\\');
+    if bad {
+        Err(FileError::InvalidName)
+    } else {
+        Ok(())
+    }
+}
+
+/// The part's type, unless missing or generic; then a guess from the names.
+fn mime_type(declared: Option<&str>, part_name: Option<&str>, file_name: &str) -> String {
+    let declared = declared
+        .map(|d| d.trim().to_ascii_lowercase())
+        .filter(|d| !d.is_empty() && d != "application/octet-stream");
+    if let Some(declared) = declared {
+        return declared;
+    }
+    [part_name, Some(file_name)]
+        .into_iter()
+        .flatten()
+        .find_map(|name| mime_guess::from_path(name).first())
+        .map_or_else(
+            || "application/octet-stream".into(),
+            |m| m.essence_str().to_string(),
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_come_from_the_part_then_the_names() {
+        assert_eq!(mime_type(Some("image/png"), None, "x"), "image/png");
+        assert_eq!(
+            mime_type(Some("application/octet-stream"), Some("a.jpg"), "x"),
+            "image/jpeg"
+        );
+        assert_eq!(mime_type(None, Some("blob"), "avatar.gif"), "image/gif");
+        assert_eq!(
+            mime_type(None, None, "user_123"),
+            "application/octet-stream"
+        );
+    }
+
+    #[test]
+    fn names_with_paths_or_controls_are_refused() {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../etc/passwd",
+            "a/b",
+            "a\\b",
+            "nul\0byte",
+            "line\nbreak",
+        ] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+        check_name("user_6235e0eb25de47092f4d5300").unwrap();
+        check_name("photo (1).png").unwrap();
+    }
+}

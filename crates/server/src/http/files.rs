@@ -1,0 +1,293 @@
+//! `/_api/rest/v1/storage/*` and `/_storage/{bucketId}/{fileId}`: uploads and public paths
+//! (protocol.md §6). So far the tutorial's upload to a bucket and the serving of its files.
+
+use axum::body::Body;
+use axum::extract::{Multipart, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::TryStreamExt;
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+use super::extract::{RawQuery, SessionHeader};
+use crate::clock::iso;
+use crate::files::{FileError, Upload, is_inline_safe};
+use crate::limits::Limit;
+use crate::state::AppState;
+use crate::store::FileRecord;
+
+/// The storage API routes, relative to `/_api/rest/v1`.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/storage/bucket/upload-formdata", post(upload_formdata))
+}
+
+/// Public paths, served to browsers.
+pub fn public_routes() -> Router<AppState> {
+    Router::new().route("/_storage/{bucket_id}/{file_id}", get(serve))
+}
+
+impl From<FileError> for ApiError {
+    fn from(err: FileError) -> Self {
+        let message = err.to_string();
+        match err {
+            FileError::BucketNotFound(_) => {
+                ApiError::client(StatusCode::BAD_REQUEST, "bucket_not_found", message)
+            }
+            FileError::FileNotFound => ApiError::client(
+                StatusCode::NOT_FOUND,
+                "file_not_found",
+                "There is no such file.",
+            ),
+            FileError::NotPublic => ApiError::client(
+                StatusCode::FORBIDDEN,
+                "file_not_public",
+                "This file is private.",
+            ),
+            FileError::TooLarge(limit) => ApiError::client(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "file_too_large",
+                format!("The file is larger than the limit of {limit} bytes."),
+            ),
+            FileError::InvalidName => ApiError::validation(
+                "fileName",
+                "fileName must be 1 to 255 characters without slashes or control characters.",
+            ),
+            FileError::Interrupted(cause) => ApiError::client(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                format!("The upload could not be read: {cause}"),
+            ),
+            FileError::Unavailable(cause) => crate::auth::AuthError::Unavailable(cause).into(),
+        }
+    }
+}
+
+/// File metadata as the client sees it (protocol.md §2.5).
+fn file_json(state: &AppState, file: &FileRecord) -> Value {
+    let mut value = json!({
+        "_id": file.id,
+        "bucketId": file.bucket_id,
+        "fileName": file.file_name,
+        "size": file.size,
+        "encoding": file.encoding,
+        "mimeType": file.mime_type,
+        "publicPath": format!("{}/_storage/{}/{}", state.settings.public_base, file.bucket_id, file.id),
+        "isPublic": file.is_public,
+        "tags": file.tags,
+        "uploadedAt": iso(file.uploaded_at),
+        "updatedAt": iso(file.updated_at),
+    });
+    if let Some(user) = &file.user_id {
+        value["userId"] = json!(user);
+    }
+    value
+}
+
+/// `options` of an upload: URL-encoded JSON; `contentType` is ignored for multipart uploads
+/// (the client always injects `text/plain`).
+fn upload_options(query: &RawQuery) -> Result<(Option<bool>, Vec<String>), ApiError> {
+    let Some(text) = query.get("options").filter(|t| !t.is_empty()) else {
+        return Ok((None, Vec::new()));
+    };
+    let options: Value = serde_json::from_str(text)
+        .map_err(|_| ApiError::validation("options", "options must be a JSON object."))?;
+    let is_public = match options.get("isPublic") {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(flag)) => Some(*flag),
+        Some(_) => {
+            return Err(ApiError::validation(
+                "options.isPublic",
+                "isPublic must be a boolean.",
+            ));
+        }
+    };
+    let tags = match options.get("tags") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(tag)) => vec![tag.clone()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|t| t.as_str().map(String::from))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| ApiError::validation("options.tags", "tags must be strings."))?,
+        Some(_) => {
+            return Err(ApiError::validation(
+                "options.tags",
+                "tags must be strings.",
+            ));
+        }
+    };
+    Ok((is_public, tags))
+}
+
+async fn upload_formdata(
+    State(state): State<AppState>,
+    session: SessionHeader,
+    query: RawQuery,
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let bucket = query.require("bucket")?.to_string();
+    let file_name = query.require("fileName")?.to_string();
+    let (is_public, tags) = upload_options(&query)?;
+    let caller = session
+        .caller(&state)
+        .await?
+        .ok_or_else(ApiError::missing_session)?;
+    state.limits.check(Limit::UploadsPerUser, &caller.user.id)?;
+    // Fail on an unknown bucket before reading the body.
+    state.files.bucket(&bucket).await?;
+    let mut multipart = multipart.map_err(|_| {
+        ApiError::client(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            "The body must be multipart/form-data with a part named 'file'.",
+        )
+    })?;
+    loop {
+        let field = multipart.next_field().await.map_err(|err| {
+            ApiError::client(StatusCode::BAD_REQUEST, "invalid_body", err.body_text())
+        })?;
+        let Some(field) = field else {
+            return Err(ApiError::missing("file"));
+        };
+        if field.name() != Some("file") && field.file_name().is_none() {
+            continue;
+        }
+        let upload = Upload {
+            bucket,
+            file_name,
+            content_type: field.content_type().map(String::from),
+            part_file_name: field.file_name().map(String::from),
+            is_public,
+            tags,
+            user_id: Some(caller.user.id.clone()),
+        };
+        let stream = Box::pin(field.map_err(|err| err.body_text()));
+        let file = state.files.upload(upload, stream).await?;
+        return Ok(Json(file_json(&state, &file)));
+    }
+}
+
+/// `GET /_storage/{bucketId}/{fileId}`: public files for anyone (and private ones for their
+/// owner's session), with `ETag`, conditional requests and single byte ranges.
+async fn serve(
+    State(state): State<AppState>,
+    Path((bucket_id, file_id)): Path<(String, String)>,
+    session: SessionHeader,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let caller = session.caller(&state).await.ok().flatten();
+    let file = state
+        .files
+        .public_file(
+            &bucket_id,
+            &file_id,
+            caller.as_ref().map(|c| c.user.id.as_str()),
+        )
+        .await?;
+    let size = u64::try_from(file.size).unwrap_or(0);
+    let mut response_headers = HeaderMap::new();
+    let set = |headers: &mut HeaderMap, name: header::HeaderName, value: &str| {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(name, value);
+        }
+    };
+    set(&mut response_headers, header::ETAG, &file.etag);
+    set(&mut response_headers, header::ACCEPT_RANGES, "bytes");
+    set(
+        &mut response_headers,
+        header::CACHE_CONTROL,
+        if file.is_public {
+            "public, no-cache"
+        } else {
+            "private, no-cache"
+        },
+    );
+    set(
+        &mut response_headers,
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; sandbox",
+    );
+    set(&mut response_headers, header::CONTENT_TYPE, &file.mime_type);
+    let disposition = if is_inline_safe(&file.mime_type) {
+        "inline".to_string()
+    } else {
+        let safe: String = file
+            .file_name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "._- ".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        format!("attachment; filename=\"{safe}\"")
+    };
+    set(
+        &mut response_headers,
+        header::CONTENT_DISPOSITION,
+        &disposition,
+    );
+
+    let not_modified = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',').any(|tag| {
+                let tag = tag.trim();
+                tag == "*" || tag.trim_start_matches("W/") == file.etag
+            })
+        });
+    if not_modified {
+        return Ok((StatusCode::NOT_MODIFIED, response_headers).into_response());
+    }
+
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| http_range_header::parse_range_header(v).and_then(|r| r.validate(size)));
+    let (status, range) = match range {
+        None => (StatusCode::OK, None),
+        Some(Ok(ranges)) if ranges.len() == 1 => {
+            let r = &ranges[0];
+            set(
+                &mut response_headers,
+                header::CONTENT_RANGE,
+                &format!("bytes {}-{}/{size}", r.start(), r.end()),
+            );
+            (StatusCode::PARTIAL_CONTENT, Some(*r.start()..*r.end() + 1))
+        }
+        // Several ranges: the whole file is a valid answer.
+        Some(Ok(_)) => (StatusCode::OK, None),
+        Some(Err(_)) => {
+            let mut response = ApiError::client(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range_not_satisfiable",
+                "The requested range is outside the file.",
+            )
+            .into_response();
+            set(
+                response.headers_mut(),
+                header::CONTENT_RANGE,
+                &format!("bytes */{size}"),
+            );
+            return Ok(response);
+        }
+    };
+    let length = range.as_ref().map_or(size, |r| r.end - r.start);
+    set(
+        &mut response_headers,
+        header::CONTENT_LENGTH,
+        &length.to_string(),
+    );
+    let body = if size == 0 {
+        Body::empty()
+    } else {
+        let stream = state.files.content(&file, range).await?;
+        Body::from_stream(stream)
+    };
+    Ok((status, response_headers, body).into_response())
+}

@@ -1,0 +1,148 @@
+//! Profile data: the `users` model of the database API over the same record the auth API
+//! returns (protocol.md §5.3, §10). A signed-in user reads and updates only their own object;
+//! others see the configured public fields.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::clock::SharedClock;
+use crate::store::{Store, StoreError, UserRecord};
+
+/// Fields the database API can never write on `users`.
+const SYSTEM_FIELDS: &[&str] = &[
+    "_id",
+    "_parent",
+    "password",
+    "email",
+    "emailVerified",
+    "phone",
+    "phoneVerified",
+    "provider",
+    "providerUserId",
+    "signUpAt",
+    "lastLoginAt",
+    "createdAt",
+    "updatedAt",
+];
+
+/// Deepest nesting of a stored value.
+const MAX_DEPTH: usize = 16;
+
+/// Outcomes of profile operations a caller can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    /// Only the account itself may do this.
+    #[error("not allowed")]
+    NotAllowed,
+    /// No such object.
+    #[error("object not found")]
+    NotFound,
+    /// A field may not be written (named).
+    #[error("{0} cannot be changed through the database API")]
+    SystemField(String),
+    /// A value nests too deeply.
+    #[error("{0} nests deeper than {MAX_DEPTH} levels")]
+    TooDeep(String),
+    /// Storage failed.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<StoreError> for ProfileError {
+    fn from(err: StoreError) -> Self {
+        Self::Unavailable(format!("{err}: {:?}", std::error::Error::source(&err)))
+    }
+}
+
+/// What a read returns: the whole record for its owner, public fields for others.
+#[derive(Debug, Clone)]
+pub enum UserView {
+    /// The caller's own account.
+    Own(UserRecord),
+    /// Someone else's account: `_id` and the public fields.
+    Public(Map<String, Value>),
+}
+
+/// The profile rules.
+pub struct ProfileService {
+    store: Arc<dyn Store>,
+    clock: SharedClock,
+    public_fields: Vec<String>,
+}
+
+impl ProfileService {
+    /// A service exposing `public_fields` of other users.
+    pub fn new(store: Arc<dyn Store>, clock: SharedClock, public_fields: Vec<String>) -> Self {
+        Self {
+            store,
+            clock,
+            public_fields,
+        }
+    }
+
+    /// `users` object `id` as the caller may see it; `None` when it does not exist.
+    pub async fn get(
+        &self,
+        caller: Option<&str>,
+        id: &str,
+    ) -> Result<Option<UserView>, ProfileError> {
+        let Some(user) = self.store.user_by_id(id).await? else {
+            return Ok(None);
+        };
+        if caller == Some(id) {
+            return Ok(Some(UserView::Own(user)));
+        }
+        let mut view = Map::new();
+        view.insert("_id".into(), Value::String(user.id.clone()));
+        for field in &self.public_fields {
+            if let Some(value) = user.data.get(field) {
+                view.insert(field.clone(), value.clone());
+            }
+        }
+        Ok(Some(UserView::Public(view)))
+    }
+
+    /// Merge `values` into the caller's own `users` object; returns it whole.
+    pub async fn update(
+        &self,
+        caller: &str,
+        id: &str,
+        values: Map<String, Value>,
+    ) -> Result<UserRecord, ProfileError> {
+        if caller != id {
+            return Err(ProfileError::NotAllowed);
+        }
+        for (key, value) in &values {
+            if SYSTEM_FIELDS.contains(&key.as_str()) || key.starts_with('_') {
+                return Err(ProfileError::SystemField(key.clone()));
+            }
+            if depth(value) > MAX_DEPTH {
+                return Err(ProfileError::TooDeep(key.clone()));
+            }
+        }
+        self.store
+            .update_user_data(id, values, self.clock.now())
+            .await?
+            .ok_or(ProfileError::NotFound)
+    }
+}
+
+fn depth(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_counts_containers() {
+        assert_eq!(depth(&serde_json::json!("x")), 0);
+        assert_eq!(depth(&serde_json::json!({"a": [1, {"b": 2}]})), 3);
+    }
+}

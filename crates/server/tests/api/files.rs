@@ -1,0 +1,340 @@
+//! Uploads and public paths (protocol.md §6.3, §6.7, SECURITY.md "Files").
+
+use reqwest::StatusCode;
+use reqwest::multipart::{Form, Part};
+use serde_json::Value;
+
+use crate::support::{KEY, PASSWORD, TestApp, email};
+
+/// A valid 1×1 PNG.
+const PNG: &[u8] = &[
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4,
+    0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8, 0xcf, 0xc0, 0xf0,
+    0x1f, 0x00, 0x05, 0x00, 0x01, 0xff, 0x89, 0x99, 0x3d, 0x1d, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45,
+    0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+];
+
+const OPTIONS: &str =
+    "%7B%22contentType%22%3A%22text%2Fplain%3Bcharset%3DUTF-8%22%2C%22createBucket%22%3Afalse%7D";
+
+async fn user(app: &TestApp) -> (String, String) {
+    let body = app.sign_up(&email(), PASSWORD).await.body;
+    (
+        body["user"]["_id"].as_str().unwrap().to_string(),
+        body["session"]["token"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn upload(
+    app: &TestApp,
+    token: Option<&str>,
+    bucket: &str,
+    name: &str,
+    bytes: Vec<u8>,
+    mime: &str,
+) -> (StatusCode, Value) {
+    let part = Part::bytes(bytes).file_name("blob").mime_str(mime).unwrap();
+    let mut req = app
+        .http
+        .post(app.api(&format!(
+            "/storage/bucket/upload-formdata?bucket={bucket}&fileName={name}&options={OPTIONS}"
+        )))
+        .header("X-Client-Key", KEY)
+        .multipart(Form::new().part("file", part));
+    if let Some(token) = token {
+        req = req.header("Session", token);
+    }
+    let response = req.send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap())
+}
+
+fn spawn_with_files() -> impl FnOnce(&mut basalt::config::Config) {
+    |c| {
+        c.auth.email_verification = false;
+        c.storage.max_file_bytes = 64 * 1024;
+    }
+}
+
+#[tokio::test]
+async fn an_avatar_upload_is_served_at_its_public_path() {
+    let app = TestApp::spawn_with(spawn_with_files()).await;
+    let (id, token) = user(&app).await;
+    let name = format!("user_{id}");
+    let (status, file) = upload(&app, Some(&token), "root", &name, PNG.to_vec(), "image/png").await;
+    assert_eq!(status, 200, "{file}");
+    assert_eq!(file["fileName"], name.as_str());
+    assert_eq!(file["mimeType"], "image/png");
+    assert_eq!(file["size"], PNG.len());
+    assert_eq!(file["isPublic"], true);
+    assert_eq!(file["userId"], id.as_str());
+    assert_eq!(file["encoding"], "7bit");
+    let path = file["publicPath"].as_str().unwrap();
+    assert!(
+        path.starts_with(&format!("{}/_storage/", app.url)),
+        "{path}"
+    );
+    let served = reqwest::get(path).await.unwrap();
+    assert_eq!(served.status(), 200);
+    let h = served.headers().clone();
+    assert_eq!(h["content-type"], "image/png");
+    assert_eq!(h["content-disposition"], "inline");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["content-security-policy"], "default-src 'none'; sandbox");
+    assert_eq!(served.bytes().await.unwrap().as_ref(), PNG);
+    // Uploading the same name again succeeds under a new name.
+    let (_, again) = upload(&app, Some(&token), "root", &name, PNG.to_vec(), "image/png").await;
+    assert_eq!(again["fileName"], format!("{name}-1"));
+    assert_ne!(again["publicPath"], file["publicPath"]);
+}
+
+#[tokio::test]
+async fn conditional_and_range_requests() {
+    let app = TestApp::spawn_with(spawn_with_files()).await;
+    let (_, token) = user(&app).await;
+    let (_, file) = upload(
+        &app,
+        Some(&token),
+        "root",
+        "notes.txt",
+        b"hello, world".to_vec(),
+        "text/plain",
+    )
+    .await;
+    let path = file["publicPath"].as_str().unwrap();
+    let client = reqwest::Client::new();
+    let full = client.get(path).send().await.unwrap();
+    let etag = full.headers()["etag"].to_str().unwrap().to_string();
+    assert!(
+        full.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    let cached = client
+        .get(path)
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cached.status(), 304);
+    let part = client
+        .get(path)
+        .header("Range", "bytes=7-11")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.headers()["content-range"], "bytes 7-11/12");
+    assert_eq!(part.bytes().await.unwrap().as_ref(), b"world");
+    let suffix = client
+        .get(path)
+        .header("Range", "bytes=-5")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(suffix.bytes().await.unwrap().as_ref(), b"world");
+    let outside = client
+        .get(path)
+        .header("Range", "bytes=50-60")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(outside.status(), 416);
+    let body: Value = outside.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], "range_not_satisfiable");
+}
+
+#[tokio::test]
+async fn html_is_never_served_inline() {
+    let app = TestApp::spawn_with(spawn_with_files()).await;
+    let (_, token) = user(&app).await;
+    let html = b"<script>alert(1)</script>".to_vec();
+    for (name, mime) in [("page.html", "text/html"), ("icon.svg", "image/svg+xml")] {
+        let (_, file) = upload(&app, Some(&token), "root", name, html.clone(), mime).await;
+        let served = reqwest::get(file["publicPath"].as_str().unwrap())
+            .await
+            .unwrap();
+        let h = served.headers();
+        assert!(
+            h["content-disposition"]
+                .to_str()
+                .unwrap()
+                .starts_with("attachment"),
+            "{name}"
+        );
+        assert_eq!(h["content-security-policy"], "default-src 'none'; sandbox");
+    }
+}
+
+#[tokio::test]
+async fn an_oversized_upload_is_413_and_leaves_nothing() {
+    let app = TestApp::spawn_with(spawn_with_files()).await;
+    let (_, token) = user(&app).await;
+    let (status, body) = upload(
+        &app,
+        Some(&token),
+        "root",
+        "big.bin",
+        vec![7u8; 100 * 1024],
+        "application/octet-stream",
+    )
+    .await;
+    assert_eq!(status, 413);
+    assert_eq!(body["errors"][0]["code"], "file_too_large");
+    let (_, small) = upload(
+        &app,
+        Some(&token),
+        "root",
+        "big.bin",
+        vec![7u8; 10],
+        "application/octet-stream",
+    )
+    .await;
+    assert_eq!(
+        small["fileName"], "big.bin",
+        "the failed upload left no name behind"
+    );
+    assert_eq!(
+        app.blobs().len(),
+        1,
+        "no blob of the failed upload: {:?}",
+        app.blobs()
+    );
+    // A body declared larger than the limit is refused before it is stored, readably.
+    let (status, body) = upload(
+        &app,
+        Some(&token),
+        "root",
+        "huge.bin",
+        vec![7u8; 1024 * 1024],
+        "application/octet-stream",
+    )
+    .await;
+    assert_eq!(status, 413);
+    assert_eq!(body["errors"][0]["code"], "file_too_large");
+    assert_eq!(app.blobs().len(), 1);
+}
+
+#[tokio::test]
+async fn upload_errors_are_clear() {
+    let app = TestApp::spawn_with(spawn_with_files()).await;
+    let (_, token) = user(&app).await;
+    let (status, body) = upload(
+        &app,
+        Some(&token),
+        "nope",
+        "a.png",
+        PNG.to_vec(),
+        "image/png",
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), &body["errors"][0]["code"]),
+        (400, &Value::from("bucket_not_found"))
+    );
+    assert_eq!(
+        body["errors"][0]["message"],
+        "Cannot identify the bucket 'nope'"
+    );
+    let (status, body) = upload(&app, None, "root", "a.png", PNG.to_vec(), "image/png").await;
+    assert_eq!(
+        (status.as_u16(), &body["errors"][0]["code"]),
+        (401, &Value::from("missing_session_token"))
+    );
+    for name in ["..%2F..%2Fetc%2Fpasswd", "a%00b", "line%0Abreak"] {
+        let (status, body) =
+            upload(&app, Some(&token), "root", name, PNG.to_vec(), "image/png").await;
+        assert_eq!(
+            (status.as_u16(), &body["errors"][0]["code"]),
+            (400, &Value::from("validation_error")),
+            "{name}"
+        );
+    }
+    // No file part.
+    let response = app
+        .http
+        .post(app.api(&format!(
+            "/storage/bucket/upload-formdata?bucket=root&fileName=x&options={OPTIONS}"
+        )))
+        .header("X-Client-Key", KEY)
+        .header("Session", &token)
+        .multipart(Form::new().text("other", "value"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], "missing_required_value");
+    // Not multipart at all.
+    let response = app
+        .http
+        .post(app.api("/storage/bucket/upload-formdata?bucket=root&fileName=x"))
+        .header("X-Client-Key", KEY)
+        .header("Session", &token)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    // Missing fileName.
+    let (status, body) = upload(&app, Some(&token), "root", "", PNG.to_vec(), "image/png").await;
+    assert_eq!(
+        (status.as_u16(), &body["errors"][0]["code"]),
+        (400, &Value::from("missing_required_value"))
+    );
+}
+
+#[tokio::test]
+async fn unknown_files_are_404_json() {
+    let app = TestApp::spawn().await;
+    let response = reqwest::get(format!(
+        "{}/_storage/000000000000000000000000/111111111111111111111111",
+        app.url
+    ))
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 404);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], "file_not_found");
+}
+
+#[tokio::test]
+async fn private_uploads_are_refused_at_the_public_path() {
+    let app = TestApp::spawn_with(spawn_with_files()).await;
+    let (_, token) = user(&app).await;
+    let private = "%7B%22isPublic%22%3Afalse%7D";
+    let part = Part::bytes(PNG.to_vec())
+        .file_name("a.png")
+        .mime_str("image/png")
+        .unwrap();
+    let file: Value = app
+        .http
+        .post(app.api(&format!(
+            "/storage/bucket/upload-formdata?bucket=root&fileName=private.png&options={private}"
+        )))
+        .header("X-Client-Key", KEY)
+        .header("Session", &token)
+        .multipart(Form::new().part("file", part))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(file["isPublic"], false);
+    let path = file["publicPath"].as_str().unwrap();
+    let refused = reqwest::get(path).await.unwrap();
+    assert_eq!(refused.status(), 403);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], "file_not_public");
+    let owner = app
+        .http
+        .get(path)
+        .header("Session", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(owner.status(), 200);
+}
