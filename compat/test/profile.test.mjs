@@ -8,9 +8,10 @@
 // part named `file`, filename `blob`, `Content-Type` = the Blob's type — what a browser sends.
 
 import assert from "node:assert/strict";
+import http from "node:http";
 import { Readable } from "node:stream";
 import { deflateSync } from "node:zlib";
-import { after, before, describe, test } from "node:test";
+import { after, afterEach, before, describe, test } from "node:test";
 import { startServer } from "../support/server.mjs";
 import {
   ISO_MS_RE,
@@ -74,6 +75,11 @@ before(() => {
 after(() => {
   globalThis.FormData = NodeFormData;
 });
+// node-fetch pools keep-alive sockets in Node's global agent. Start every test with an empty
+// pool, so that a connection a test left broken fails that test only, not the next one.
+afterEach(() => {
+  http.globalAgent.destroy();
+});
 
 // ---------------------------------------------------------------------------------------------
 // Tiny valid PNGs
@@ -126,18 +132,21 @@ const avatarName = (user) => `user_${user._id}`;
 
 /**
  * `client.storage.bucket(bucket).upload(fileName, blob)`, resolving to the client's result. The
- * client's promise only rejects when no HTTP answer could be read: that fails the test with the
- * network error (typically EPIPE/ECONNRESET when the server answers an upload before reading its
- * body and then drops the connection while the client is still sending it).
+ * client's promise only rejects when no HTTP answer could be read; that fails the test with the
+ * network error and the usual cause: an error answered before the upload's body was read, after
+ * which the server dropped the connection, either while this client was still sending (EPIPE on
+ * the failing upload) or silently, without `Connection: close`, so that the client's keep-alive
+ * pool reused the dead socket for the next request (EPIPE on the upload after an error).
  */
 async function upload(client, bucket, fileName, blob) {
   try {
     return await client.storage.bucket(bucket).upload(fileName, blob);
   } catch (error) {
     assert.fail(
-      `upload of ${fileName} (${blob.size} bytes) to ${bucket} got no answer the client could read: ` +
-        `${error.code ?? ""} ${error.message}. An error answered before the request body was read ` +
-        "must not cost the client its connection mid-upload (read or drain the body first).",
+      `upload of ${fileName} (${blob.size} bytes) to ${bucket}: the client got no HTTP answer ` +
+        `(${error.code ?? "no code"}: ${error.message}). Likely cause: this or an earlier upload was ` +
+        "answered with an error before its body was read and the connection was then dropped, " +
+        "mid-upload or without `Connection: close`.",
     );
   }
 }

@@ -25,6 +25,7 @@ use crate::limits::RateLimiter;
 use crate::mail::templates::Templates;
 use crate::mail::{DevOutbox, MailQueue, SmtpTransport, Transport, run_sender};
 use crate::profile::ProfileService;
+use crate::records::RecordService;
 use crate::state::{AppState, HttpSettings, Shared};
 use crate::store::{SqliteStore, Store};
 
@@ -142,7 +143,9 @@ impl App {
             clock.clone(),
             config.database.users_public_fields.clone(),
         );
+        let records = RecordService::new(store.clone(), clock.clone(), &config.database.models);
         let state = AppState::new(Shared {
+            records: Arc::new(records),
             auth: Arc::new(auth),
             files: Arc::new(files),
             profile: Arc::new(profile),

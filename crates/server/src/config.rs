@@ -66,14 +66,81 @@ pub struct DatabaseConfig {
     /// Fields of other users' `users` objects that signed-in users and anonymous callers see.
     #[serde(deserialize_with = "comma_list")]
     pub users_public_fields: Vec<String>,
+    /// The app's own models (`[[database.models]]`).
+    pub models: Vec<ModelConfig>,
 }
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
         Self {
             users_public_fields: vec!["name".into(), "profilePicture".into()],
+            models: Vec::new(),
         }
     }
+}
+
+/// A model of the database API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Name used in `db.model(name)`.
+    pub name: String,
+    /// Who may read and write its objects.
+    #[serde(default)]
+    pub access: Access,
+    /// Declared fields; others are stored as they come.
+    #[serde(default)]
+    pub fields: std::collections::BTreeMap<String, FieldConfig>,
+}
+
+/// Access rule of a model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    /// Each object belongs to the user whose session created it; only they read and write it.
+    #[default]
+    Owner,
+    /// Anyone with the client key reads; the owner writes.
+    PublicRead,
+    /// Any signed-in user reads and writes.
+    Authenticated,
+    /// Anyone with the client key reads and writes (the hosted service's behaviour).
+    Open,
+}
+
+/// A declared field.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FieldConfig {
+    /// Its type; any JSON when absent.
+    #[serde(rename = "type")]
+    pub kind: Option<FieldType>,
+    /// Must be present and not null.
+    pub required: bool,
+    /// Value given at creation when absent.
+    pub default: Option<serde_json::Value>,
+    /// No two objects of the model share a value.
+    pub unique: bool,
+}
+
+/// Types a field may declare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldType {
+    /// A string.
+    String,
+    /// Any number.
+    Number,
+    /// A whole number.
+    Integer,
+    /// `true` or `false`.
+    Boolean,
+    /// An ISO-8601 timestamp string.
+    Date,
+    /// A JSON object.
+    Object,
+    /// A JSON array.
+    Array,
 }
 
 impl Default for Config {
@@ -489,6 +556,40 @@ impl Config {
                 return Err(ConfigError(
                     "rate_limits: count, per_secs and burst must be positive".into(),
                 ));
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for model in &self.database.models {
+            let valid = model
+                .name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic())
+                && model
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid || model.name == "users" || !names.insert(model.name.clone()) {
+                return Err(ConfigError(format!(
+                    "database.models: {:?} must be a unique name of letters, digits and _ (not users)",
+                    model.name
+                )));
+            }
+            for (field, declared) in &model.fields {
+                if field.starts_with('_') || field == "createdAt" || field == "updatedAt" {
+                    return Err(ConfigError(format!(
+                        "database.models.{}: {field} is a system field",
+                        model.name
+                    )));
+                }
+                if let (Some(kind), Some(default)) = (declared.kind, &declared.default)
+                    && !crate::records::matches_type(kind, default)
+                {
+                    return Err(ConfigError(format!(
+                        "database.models.{}.fields.{field}: the default is not a {kind:?}",
+                        model.name
+                    )));
+                }
             }
         }
         for proxy in &self.trusted_proxies {

@@ -5,6 +5,7 @@
 //! - [`http`]: transport only: router, layers, extractors, one file per area, the error edge.
 //! - [`auth`]: accounts, passwords, sessions, emailed links.
 //! - [`profile`]: the `users` model of the database API.
+//! - [`records`]: objects of the models declared in the configuration.
 //! - [`files`]: uploads, the blob store, what public paths serve.
 //! - [`mail`]: templates, transports, the background sender of the outbox.
 //! - [`limits`]: rate limits.
@@ -23,5 +24,6 @@ pub mod keys;
 pub mod limits;
 pub mod mail;
 pub mod profile;
+pub mod records;
 pub mod state;
 pub mod store;

@@ -10,6 +10,7 @@ use crate::files::FileService;
 use crate::keys::ClientKeys;
 use crate::limits::RateLimiter;
 use crate::profile::ProfileService;
+use crate::records::RecordService;
 use crate::store::Store;
 
 /// Shared by every request; cloning is one reference count.
@@ -39,6 +40,8 @@ pub struct Shared {
     pub files: Arc<FileService>,
     /// The `users` model of the database API.
     pub profile: Arc<ProfileService>,
+    /// The declared models of the database API.
+    pub records: Arc<RecordService>,
     /// Persistence (health, dev outbox).
     pub store: Arc<dyn Store>,
     /// Accepted client keys.

@@ -1,24 +1,29 @@
-//! `/_api/rest/v1/db/*`: the database API. So far the `users` model's object calls that the
-//! tutorial's profile page uses (protocol.md §5.3); other models answer `model_not_found`.
+//! `/_api/rest/v1/db/*`: the database API's object calls (protocol.md §5.3). `users` is the
+//! auth record (profile); other models are those declared in the configuration (records).
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::error::ApiError;
 use super::extract::{ApiJson, SessionHeader};
 use super::views::user_json;
+use crate::auth::Caller;
 use crate::profile::{ProfileError, UserView};
+use crate::records::{FieldUpdate, RecordError};
 use crate::state::AppState;
 
 /// The database routes, relative to `/_api/rest/v1`.
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/db/object/get", post(get_object))
+        .route("/db/object/create", post(create_object))
         .route("/db/object/update", post(update_object))
+        .route("/db/object/update-fields", post(update_fields))
+        .route("/db/object/delete", post(delete_object))
 }
 
 #[derive(Debug, Deserialize)]
@@ -26,6 +31,7 @@ struct ObjectRequest {
     model: Option<String>,
     id: Option<String>,
     values: Option<Value>,
+    updates: Option<Vec<FieldUpdate>>,
     /// Cache hints and `returnTop`: accepted and ignored (protocol.md §5.2).
     #[serde(rename = "options")]
     _options: Option<Value>,
@@ -34,25 +40,43 @@ struct ObjectRequest {
     _lookups: Option<Value>,
 }
 
+impl ObjectRequest {
+    fn model(&self) -> Result<&str, ApiError> {
+        self.model
+            .as_deref()
+            .filter(|m| !m.is_empty())
+            .ok_or_else(|| ApiError::missing("model"))
+    }
+
+    fn id(&self) -> Result<&str, ApiError> {
+        self.id
+            .as_deref()
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| ApiError::missing("id"))
+    }
+
+    fn values(&self) -> Result<Map<String, Value>, ApiError> {
+        match &self.values {
+            Some(Value::Object(values)) => Ok(values.clone()),
+            None => Err(ApiError::missing("values")),
+            Some(_) => Err(ApiError::validation("values", "values must be an object.")),
+        }
+    }
+}
+
 impl From<ProfileError> for ApiError {
     fn from(err: ProfileError) -> Self {
+        let message = err.to_string();
         match err {
             ProfileError::NotAllowed => ApiError::client(
                 StatusCode::FORBIDDEN,
                 "not_allowed",
                 "You can only change your own user object.",
             ),
-            ProfileError::NotFound => ApiError::client(
-                StatusCode::BAD_REQUEST,
-                "object_not_found",
-                "There is no such object.",
-            ),
-            ProfileError::SystemField(field) => {
-                let message = ProfileError::SystemField(field.clone()).to_string();
-                ApiError::validation(&field, message)
+            ProfileError::NotFound => {
+                ApiError::client(StatusCode::BAD_REQUEST, "object_not_found", message)
             }
-            ProfileError::TooDeep(field) => {
-                let message = ProfileError::TooDeep(field.clone()).to_string();
+            ProfileError::SystemField(field) | ProfileError::TooDeep(field) => {
                 ApiError::validation(&field, message)
             }
             ProfileError::Unavailable(cause) => crate::auth::AuthError::Unavailable(cause).into(),
@@ -60,17 +84,38 @@ impl From<ProfileError> for ApiError {
     }
 }
 
-/// The model must be `users` for now.
-fn users_model(model: Option<&str>) -> Result<(), ApiError> {
-    match model {
-        None | Some("") => Err(ApiError::missing("model")),
-        Some("users") => Ok(()),
-        Some(other) => Err(ApiError::client(
-            StatusCode::BAD_REQUEST,
-            "model_not_found",
-            format!("There is no model named '{other}'."),
-        )),
+impl From<RecordError> for ApiError {
+    fn from(err: RecordError) -> Self {
+        let message = err.to_string();
+        match err {
+            RecordError::ModelNotFound(_) => {
+                ApiError::client(StatusCode::BAD_REQUEST, "model_not_found", message)
+            }
+            RecordError::NotFound => {
+                ApiError::client(StatusCode::BAD_REQUEST, "object_not_found", message)
+            }
+            RecordError::NotAllowed => {
+                ApiError::client(StatusCode::FORBIDDEN, "not_allowed", message)
+            }
+            RecordError::MissingSession => ApiError::missing_session(),
+            RecordError::Invalid { field, message } => ApiError::validation(&field, message),
+            RecordError::NotUnique(field) => ApiError::Client {
+                status: StatusCode::BAD_REQUEST,
+                entries: vec![super::error::ErrorEntry {
+                    code: "not_unique",
+                    message,
+                    details: Some(serde_json::json!({ "field": field })),
+                }],
+                retry_after: None,
+            },
+            RecordError::Unavailable(cause) => crate::auth::AuthError::Unavailable(cause).into(),
+        }
     }
+}
+
+/// The caller for a read: a stale session reads as anonymous.
+async fn reader(state: &AppState, session: &SessionHeader) -> Option<Caller> {
+    session.caller(state).await.ok().flatten()
 }
 
 async fn get_object(
@@ -78,19 +123,38 @@ async fn get_object(
     session: SessionHeader,
     ApiJson(body): ApiJson<ObjectRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    users_model(body.model.as_deref())?;
-    let id = body
-        .id
-        .filter(|id| !id.is_empty())
-        .ok_or_else(|| ApiError::missing("id"))?;
-    // A stale session header is ignored here: the read is answered as for anyone.
-    let caller = session.caller(&state).await.ok().flatten();
+    let (model, id) = (body.model()?, body.id()?);
+    let caller = reader(&state, &session).await;
     let caller_id = caller.as_ref().map(|c| c.user.id.as_str());
-    Ok(Json(match state.profile.get(caller_id, &id).await? {
-        Some(UserView::Own(user)) => user_json(&user),
-        Some(UserView::Public(fields)) => Value::Object(fields),
-        None => Value::Null,
-    }))
+    if model == "users" {
+        return Ok(Json(match state.profile.get(caller_id, id).await? {
+            Some(UserView::Own(user)) => user_json(&user),
+            Some(UserView::Public(fields)) => Value::Object(fields),
+            None => Value::Null,
+        }));
+    }
+    let object = state.records.get(caller_id, model, id).await?;
+    Ok(Json(object.unwrap_or(Value::Null)))
+}
+
+async fn create_object(
+    State(state): State<AppState>,
+    session: SessionHeader,
+    ApiJson(body): ApiJson<ObjectRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let model = body.model()?;
+    if model == "users" {
+        return Err(ApiError::client(
+            StatusCode::FORBIDDEN,
+            "not_allowed",
+            "Users are created by signing up.",
+        ));
+    }
+    let values = body.values()?;
+    let caller = session.caller(&state).await?;
+    let caller_id = caller.as_ref().map(|c| c.user.id.as_str());
+    let mut created = state.records.create(caller_id, model, vec![values]).await?;
+    Ok(Json(created.pop().unwrap_or(Value::Null)))
 }
 
 async fn update_object(
@@ -98,20 +162,60 @@ async fn update_object(
     session: SessionHeader,
     ApiJson(body): ApiJson<ObjectRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    users_model(body.model.as_deref())?;
-    let id = body
-        .id
-        .filter(|id| !id.is_empty())
-        .ok_or_else(|| ApiError::missing("id"))?;
-    let values = match body.values {
-        Some(Value::Object(values)) => values,
-        None => return Err(ApiError::missing("values")),
-        Some(_) => return Err(ApiError::validation("values", "values must be an object.")),
-    };
-    let caller = session
-        .caller(&state)
-        .await?
-        .ok_or_else(ApiError::missing_session)?;
-    let user = state.profile.update(&caller.user.id, &id, values).await?;
-    Ok(Json(user_json(&user)))
+    let (model, id) = (body.model()?, body.id()?);
+    let values = body.values()?;
+    let caller = session.caller(&state).await?;
+    if model == "users" {
+        let caller = caller.ok_or_else(ApiError::missing_session)?;
+        let user = state.profile.update(&caller.user.id, id, values).await?;
+        return Ok(Json(user_json(&user)));
+    }
+    let caller_id = caller.as_ref().map(|c| c.user.id.as_str());
+    Ok(Json(
+        state.records.update(caller_id, model, id, values).await?,
+    ))
+}
+
+async fn update_fields(
+    State(state): State<AppState>,
+    session: SessionHeader,
+    ApiJson(body): ApiJson<ObjectRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let (model, id) = (body.model()?, body.id()?);
+    let updates = body
+        .updates
+        .clone()
+        .ok_or_else(|| ApiError::missing("updates"))?;
+    let caller = session.caller(&state).await?;
+    if model == "users" {
+        return Err(ApiError::client(
+            StatusCode::BAD_REQUEST,
+            "not_supported",
+            "Use object/update to change a user.",
+        ));
+    }
+    let caller_id = caller.as_ref().map(|c| c.user.id.as_str());
+    Ok(Json(
+        state
+            .records
+            .update_fields(caller_id, model, id, updates)
+            .await?,
+    ))
+}
+
+async fn delete_object(
+    State(state): State<AppState>,
+    session: SessionHeader,
+    ApiJson(body): ApiJson<ObjectRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let (model, id) = (body.model()?, body.id()?);
+    let caller = session.caller(&state).await?;
+    if model == "users" {
+        let caller = caller.ok_or_else(ApiError::missing_session)?;
+        state.profile.delete(&caller.user.id, id).await?;
+        return Ok(Json(Value::Null));
+    }
+    let caller_id = caller.as_ref().map(|c| c.user.id.as_str());
+    state.records.delete(caller_id, model, id).await?;
+    Ok(Json(Value::Null))
 }

@@ -2,7 +2,7 @@
 //! (protocol.md §6). So far the tutorial's upload to a bucket and the serving of its files.
 
 use axum::body::Body;
-use axum::extract::{Multipart, Path, State};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -20,7 +20,11 @@ use crate::store::FileRecord;
 
 /// The storage API routes, relative to `/_api/rest/v1`.
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/storage/bucket/upload-formdata", post(upload_formdata))
+    // Uploads are limited by `storage.max_file_bytes` while they stream, not by axum's default.
+    Router::new().route(
+        "/storage/bucket/upload-formdata",
+        post(upload_formdata).layer(DefaultBodyLimit::disable()),
+    )
 }
 
 /// Public paths, served to browsers.
@@ -127,16 +131,6 @@ async fn upload_formdata(
     query: RawQuery,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let bucket = query.require("bucket")?.to_string();
-    let file_name = query.require("fileName")?.to_string();
-    let (is_public, tags) = upload_options(&query)?;
-    let caller = session
-        .caller(&state)
-        .await?
-        .ok_or_else(ApiError::missing_session)?;
-    state.limits.check(Limit::UploadsPerUser, &caller.user.id)?;
-    // Fail on an unknown bucket before reading the body.
-    state.files.bucket(&bucket).await?;
     let mut multipart = multipart.map_err(|_| {
         ApiError::client(
             StatusCode::BAD_REQUEST,
@@ -144,6 +138,42 @@ async fn upload_formdata(
             "The body must be multipart/form-data with a part named 'file'.",
         )
     })?;
+    let outcome = store_upload(&state, &session, &query, &mut multipart).await;
+    if outcome.is_err() {
+        // Read and drop what the client is still sending (up to 64 MiB and 10 s), so it gets
+        // this answer on a connection it can keep using, not a reset.
+        let drain = async {
+            let mut seen = 0usize;
+            while let Ok(Some(mut field)) = multipart.next_field().await {
+                while let Ok(Some(chunk)) = field.chunk().await {
+                    seen += chunk.len();
+                    if seen > 64 * 1024 * 1024 {
+                        return;
+                    }
+                }
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drain).await;
+    }
+    outcome.map(Json)
+}
+
+async fn store_upload(
+    state: &AppState,
+    session: &SessionHeader,
+    query: &RawQuery,
+    multipart: &mut Multipart,
+) -> Result<Value, ApiError> {
+    let bucket = query.require("bucket")?.to_string();
+    let file_name = query.require("fileName")?.to_string();
+    let (is_public, tags) = upload_options(query)?;
+    let caller = session
+        .caller(state)
+        .await?
+        .ok_or_else(ApiError::missing_session)?;
+    state.limits.check(Limit::UploadsPerUser, &caller.user.id)?;
+    // Fail on an unknown bucket before storing anything.
+    state.files.bucket(&bucket).await?;
     loop {
         let field = multipart.next_field().await.map_err(|err| {
             ApiError::client(StatusCode::BAD_REQUEST, "invalid_body", err.body_text())
@@ -165,7 +195,7 @@ async fn upload_formdata(
         };
         let stream = Box::pin(field.map_err(|err| err.body_text()));
         let file = state.files.upload(upload, stream).await?;
-        return Ok(Json(file_json(&state, &file)));
+        return Ok(file_json(state, &file));
     }
 }
 

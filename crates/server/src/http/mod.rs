@@ -174,8 +174,14 @@ async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Respon
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
         response
     } else {
-        let (parts, body) = req.into_parts();
-        let req = Request::from_parts(parts, Body::new(http_body_util::Limited::new(body, limit)));
+        // Uploads are bounded while they stream (and drained on errors); other bodies are
+        // buffered by extractors, so they are capped here.
+        let req = if HttpSettings::is_upload(req.uri().path()) {
+            req
+        } else {
+            let (parts, body) = req.into_parts();
+            Request::from_parts(parts, Body::new(http_body_util::Limited::new(body, limit)))
+        };
         match tokio::time::timeout(state.settings.request_timeout, next.run(req)).await {
             Ok(response) => response,
             Err(_) => ApiError::client(

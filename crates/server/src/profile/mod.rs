@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::clock::SharedClock;
+use crate::records::{MAX_DEPTH, depth};
 use crate::store::{Store, StoreError, UserRecord};
 
 /// Fields the database API can never write on `users`.
@@ -25,9 +26,6 @@ const SYSTEM_FIELDS: &[&str] = &[
     "createdAt",
     "updatedAt",
 ];
-
-/// Deepest nesting of a stored value.
-const MAX_DEPTH: usize = 16;
 
 /// Outcomes of profile operations a caller can act on.
 #[derive(Debug, thiserror::Error)]
@@ -126,23 +124,16 @@ impl ProfileService {
             .await?
             .ok_or(ProfileError::NotFound)
     }
-}
 
-fn depth(value: &Value) -> usize {
-    match value {
-        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
-        Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
-        _ => 0,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn depth_counts_containers() {
-        assert_eq!(depth(&serde_json::json!("x")), 0);
-        assert_eq!(depth(&serde_json::json!({"a": [1, {"b": 2}]})), 3);
+    /// Delete the caller's own account (its sessions and tokens go with it).
+    pub async fn delete(&self, caller: &str, id: &str) -> Result<(), ProfileError> {
+        if caller != id {
+            return Err(ProfileError::NotAllowed);
+        }
+        if self.store.delete_user(id).await? {
+            Ok(())
+        } else {
+            Err(ProfileError::NotFound)
+        }
     }
 }

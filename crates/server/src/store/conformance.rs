@@ -4,8 +4,8 @@
 use serde_json::{Map, json};
 
 use super::{
-    FileRecord, NewMail, NewSession, NewToken, NewUser, RedeemGrant, SessionRef, SqliteStore,
-    Store, StoreError, TokenKind,
+    FileRecord, NewMail, NewSession, NewToken, NewUser, ObjectRecord, ObjectWrite, RedeemGrant,
+    SessionRef, SqliteStore, Store, StoreError, TokenKind,
 };
 
 macro_rules! conformance {
@@ -36,6 +36,7 @@ conformance!(
     concurrent_writes_fail_alone,
     taken_file_names_are_numbered,
     profile_updates_merge_top_level_fields,
+    object_writes_check_versions_and_unique_values,
 );
 
 async fn fresh_sqlite() -> (tempfile::TempDir, SqliteStore) {
@@ -113,12 +114,7 @@ async fn duplicate_email_is_a_conflict(store: &dyn Store) {
     let again = store
         .insert_user(user("u2", "ADA@example.com"), None, None)
         .await;
-    assert!(matches!(
-        again,
-        Err(StoreError::Conflict {
-            constraint: "email"
-        })
-    ));
+    assert!(matches!(again, Err(StoreError::Conflict { constraint }) if constraint == "email"));
 }
 
 async fn a_grant_cannot_be_redeemed_twice(store: &dyn Store) {
@@ -400,4 +396,54 @@ async fn profile_updates_merge_top_level_fields(store: &dyn Store) {
             .unwrap()
             .is_none()
     );
+}
+
+fn object(id: &str, slug: &str, version: i64) -> ObjectWrite {
+    let mut data = Map::new();
+    data.insert("slug".into(), json!(slug));
+    ObjectWrite {
+        record: ObjectRecord {
+            id: id.into(),
+            model: "todos".into(),
+            owner_id: None,
+            data,
+            version,
+            created_at: NOW,
+            updated_at: NOW + version,
+        },
+        unique: vec![("slug".into(), format!("\"{slug}\""))],
+    }
+}
+
+async fn object_writes_check_versions_and_unique_values(store: &dyn Store) {
+    store
+        .insert_objects(vec![object("o1", "a", 1)])
+        .await
+        .unwrap();
+    // All or none: the second object's taken slug undoes the first.
+    let both = store
+        .insert_objects(vec![object("o2", "b", 1), object("o3", "a", 1)])
+        .await;
+    assert!(matches!(both, Err(StoreError::Conflict { constraint }) if constraint == "slug"));
+    assert!(store.object("todos", "o2").await.unwrap().is_none());
+    // A replace names the version it read.
+    assert!(store.replace_object(object("o1", "c", 2), 1).await.unwrap());
+    assert!(!store.replace_object(object("o1", "d", 2), 1).await.unwrap());
+    let stored = store.object("todos", "o1").await.unwrap().unwrap();
+    assert_eq!(
+        (stored.version, stored.data["slug"].clone()),
+        (2, json!("c"))
+    );
+    // The old value is free again.
+    store
+        .insert_objects(vec![object("o4", "a", 1)])
+        .await
+        .unwrap();
+    assert!(store.object("other", "o1").await.unwrap().is_none());
+    assert!(store.delete_object("todos", "o1").await.unwrap());
+    assert!(!store.delete_object("todos", "o1").await.unwrap());
+    store
+        .insert_objects(vec![object("o5", "c", 1)])
+        .await
+        .unwrap();
 }

@@ -22,7 +22,7 @@ pub enum StoreError {
     #[error("conflict on {constraint}")]
     Conflict {
         /// The constrained column, e.g. `email`.
-        constraint: &'static str,
+        constraint: String,
     },
     /// The database failed (I/O, corruption, unavailable).
     #[error("database error")]
@@ -303,6 +303,37 @@ pub struct FileRecord {
     pub updated_at: Millis,
 }
 
+/// An object of a declared model.
+#[derive(Debug, Clone)]
+pub struct ObjectRecord {
+    /// 24-hex id.
+    pub id: String,
+    /// Model name.
+    pub model: String,
+    /// The user whose session created it.
+    pub owner_id: Option<String>,
+    /// The document (without `_id` and timestamps).
+    pub data: Map<String, Value>,
+    /// Bumped by every write; updates name the version they read.
+    pub version: i64,
+    /// Creation time.
+    pub created_at: Millis,
+    /// Last change.
+    pub updated_at: Millis,
+}
+
+/// A value of a field declared unique: `(field, canonical JSON of the value)`.
+pub type UniqueValue = (String, String);
+
+/// An object to write, with the unique values it claims.
+#[derive(Debug, Clone)]
+pub struct ObjectWrite {
+    /// The object as it should be stored.
+    pub record: ObjectRecord,
+    /// Values of its unique fields.
+    pub unique: Vec<UniqueValue>,
+}
+
 /// Redeem a grant: spend it and its emailed source, open a session.
 #[derive(Debug, Clone)]
 pub struct RedeemGrant {
@@ -457,6 +488,17 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_file(&self, file: FileRecord) -> StoreResult<FileRecord>;
     /// A file of a bucket by id.
     async fn file(&self, bucket_id: &str, file_id: &str) -> StoreResult<Option<FileRecord>>;
+
+    /// Insert objects, all or none; `Conflict { constraint: field }` on a taken unique value.
+    async fn insert_objects(&self, objects: Vec<ObjectWrite>) -> StoreResult<()>;
+    /// An object by model and id.
+    async fn object(&self, model: &str, id: &str) -> StoreResult<Option<ObjectRecord>>;
+    /// Replace an object if it is still at `expected_version`; `false` when it changed or
+    /// vanished meanwhile. The record's `version` is the new one.
+    async fn replace_object(&self, object: ObjectWrite, expected_version: i64)
+    -> StoreResult<bool>;
+    /// Delete an object. Returns whether it existed.
+    async fn delete_object(&self, model: &str, id: &str) -> StoreResult<bool>;
 
     /// Whether the database answers.
     async fn ping(&self) -> StoreResult<()>;

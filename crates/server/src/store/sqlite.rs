@@ -16,14 +16,15 @@ use tokio::sync::{Semaphore, oneshot};
 
 use super::{
     BucketRecord, ClientKeyRecord, FileRecord, MailRecord, Millis, NewMail, NewSession, NewToken,
-    NewUser, RedeemGrant, ResetPassword, SessionRecord, SessionRef, Store, StoreError, StoreResult,
-    TokenKind, TokenRecord, UserRecord, numbered_name,
+    NewUser, ObjectRecord, ObjectWrite, RedeemGrant, ResetPassword, SessionRecord, SessionRef,
+    Store, StoreError, StoreResult, TokenKind, TokenRecord, UserRecord, numbered_name,
 };
 
 /// Migrations, applied in order; `PRAGMA user_version` counts those applied.
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_create_auth.sql"),
     include_str!("../../migrations/sqlite/0002_create_storage.sql"),
+    include_str!("../../migrations/sqlite/0003_create_objects.sql"),
 ];
 
 /// Most units of work committed together.
@@ -57,14 +58,17 @@ fn backend(err: impl std::error::Error + Send + Sync + 'static) -> StoreError {
 fn db_error(err: rusqlite::Error) -> StoreError {
     if let rusqlite::Error::SqliteFailure(failure, message) = &err
         && failure.code == ErrorCode::ConstraintViolation
-        && failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+        && (failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+            || failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
     {
         let constraint = if message.as_deref().unwrap_or_default().contains("email") {
             "email"
         } else {
             "unique"
         };
-        return StoreError::Conflict { constraint };
+        return StoreError::Conflict {
+            constraint: constraint.to_string(),
+        };
     }
     backend(err)
 }
@@ -339,6 +343,48 @@ fn file_from_row(row: &Row<'_>) -> rusqlite::Result<FileRecord> {
         uploaded_at: row.get("uploaded_at")?,
         updated_at: row.get("updated_at")?,
     })
+}
+
+fn object_from_row(row: &Row<'_>) -> rusqlite::Result<ObjectRecord> {
+    let data: String = row.get("data")?;
+    Ok(ObjectRecord {
+        id: row.get("id")?,
+        model: row.get("model")?,
+        owner_id: row.get("owner_id")?,
+        data: match serde_json::from_str::<Value>(&data) {
+            Ok(Value::Object(map)) => map,
+            _ => Map::new(),
+        },
+        version: row.get("version")?,
+        created_at: row.get("created_at")?,
+        updated_at: row.get("updated_at")?,
+    })
+}
+
+/// Claim the unique values of an object; a taken one is a conflict naming its field.
+fn claim_unique(conn: &Connection, object: &ObjectWrite) -> StoreResult<()> {
+    execute(
+        conn,
+        "DELETE FROM object_unique_values WHERE object_id = ?1",
+        [&object.record.id],
+    )?;
+    for (field, value) in &object.unique {
+        let claimed = execute(
+            conn,
+            "INSERT INTO object_unique_values (model, field, value, object_id) VALUES (?1, ?2, ?3, ?4)",
+            params![object.record.model, field, value, object.record.id],
+        );
+        match claimed {
+            Ok(_) => {}
+            Err(StoreError::Conflict { .. }) => {
+                return Err(StoreError::Conflict {
+                    constraint: field.clone(),
+                });
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
 }
 
 fn insert_session(conn: &Connection, s: &NewSession) -> StoreResult<()> {
@@ -957,6 +1003,76 @@ impl Store for SqliteStore {
             conn.prepare_cached("SELECT * FROM files WHERE bucket_id = ?1 AND id = ?2")?
                 .query_row([bucket_id, file_id], file_from_row)
                 .optional()
+        })
+        .await
+    }
+
+    async fn insert_objects(&self, objects: Vec<ObjectWrite>) -> StoreResult<()> {
+        self.write(move |conn| {
+            for object in &objects {
+                let r = &object.record;
+                let data = serde_json::to_string(&r.data).map_err(backend)?;
+                execute(
+                    conn,
+                    "INSERT INTO objects (id, model, owner_id, data, version, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![r.id, r.model, r.owner_id, data, r.version, r.created_at, r.updated_at],
+                )?;
+                claim_unique(conn, object)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn object(&self, model: &str, id: &str) -> StoreResult<Option<ObjectRecord>> {
+        let (model, id) = (model.to_string(), id.to_string());
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT * FROM objects WHERE id = ?1 AND model = ?2")?
+                .query_row([id, model], object_from_row)
+                .optional()
+        })
+        .await
+    }
+
+    async fn replace_object(
+        &self,
+        object: ObjectWrite,
+        expected_version: i64,
+    ) -> StoreResult<bool> {
+        self.write(move |conn| {
+            let r = &object.record;
+            let data = serde_json::to_string(&r.data).map_err(backend)?;
+            let changed = execute(
+                conn,
+                "UPDATE objects SET data = ?3, version = ?4, updated_at = ?5
+                 WHERE id = ?1 AND model = ?2 AND version = ?6",
+                params![
+                    r.id,
+                    r.model,
+                    data,
+                    r.version,
+                    r.updated_at,
+                    expected_version
+                ],
+            )?;
+            if changed == 0 {
+                return Ok(false);
+            }
+            claim_unique(conn, &object)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn delete_object(&self, model: &str, id: &str) -> StoreResult<bool> {
+        let (model, id) = (model.to_string(), id.to_string());
+        self.write(move |conn| {
+            Ok(execute(
+                conn,
+                "DELETE FROM objects WHERE id = ?1 AND model = ?2",
+                params![id, model],
+            )? == 1)
         })
         .await
     }

@@ -338,3 +338,25 @@ async fn private_uploads_are_refused_at_the_public_path() {
         .unwrap();
     assert_eq!(owner.status(), 200);
 }
+
+#[tokio::test]
+async fn files_of_several_megabytes_upload_within_the_default_limit() {
+    let app = TestApp::spawn_with(|c| c.auth.email_verification = false).await;
+    let (_, token) = user(&app).await;
+    let bytes: Vec<u8> = (0..3 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+    let (status, file) = upload(
+        &app,
+        Some(&token),
+        "root",
+        "big.bin",
+        bytes.clone(),
+        "application/octet-stream",
+    )
+    .await;
+    assert_eq!(status, 200, "{file}");
+    assert_eq!(file["size"], bytes.len());
+    let served = reqwest::get(file["publicPath"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(served.bytes().await.unwrap().as_ref(), bytes.as_slice());
+}

@@ -9,6 +9,7 @@ mod files;
 mod links;
 mod passwords;
 mod rate_limits;
+mod records;
 mod sessions;
 mod sign_in;
 mod sign_up;
