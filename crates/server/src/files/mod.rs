@@ -27,6 +27,15 @@ pub enum FileError {
     /// The file is private and the caller may not read it.
     #[error("file not public")]
     NotPublic,
+    /// The caller may not change this file or bucket.
+    #[error("You may not change this file.")]
+    NotAllowed,
+    /// A bucket with this name exists (or the name is `root`).
+    #[error("A bucket named '{0}' already exists.")]
+    BucketNotUnique(String),
+    /// A bucket name must be 1–64 letters, digits, `.`, `_` or `-`.
+    #[error("Bucket names are 1 to 64 letters, digits, '.', '_' or '-'.")]
+    InvalidBucketName,
     /// Over the size limit (bytes).
     #[error("file too large")]
     TooLarge(u64),
@@ -45,6 +54,16 @@ impl From<StoreError> for FileError {
     fn from(err: StoreError) -> Self {
         Self::Unavailable(format!("{err}: {:?}", std::error::Error::source(&err)))
     }
+}
+
+/// The bucket and file ids in a `publicPath` (`…/_storage/{bucketId}/{fileId}`).
+pub fn parse_public_path(url: &str) -> Option<(String, String)> {
+    let path = url.split(['?', '#']).next().unwrap_or_default();
+    let mut parts = path.rsplitn(4, '/');
+    let file = parts.next()?;
+    let bucket = parts.next()?;
+    (parts.next()? == "_storage" && !file.is_empty() && !bucket.is_empty())
+        .then(|| (bucket.to_string(), file.to_string()))
 }
 
 impl From<BlobError> for FileError {
@@ -202,6 +221,80 @@ impl FileService {
         Ok(file)
     }
 
+    /// A file the caller may read (public, or theirs), by id or name within a bucket.
+    pub async fn find(
+        &self,
+        caller: Option<&str>,
+        bucket: &str,
+        file: &str,
+    ) -> Result<FileRecord, FileError> {
+        let bucket = self.bucket(bucket).await?;
+        let file = self
+            .store
+            .file_by_key(&bucket.id, file)
+            .await?
+            .ok_or(FileError::FileNotFound)?;
+        let owner = file.user_id.is_some() && file.user_id.as_deref() == caller;
+        if file.is_public || owner {
+            Ok(file)
+        } else {
+            Err(FileError::FileNotFound)
+        }
+    }
+
+    /// Delete one of the caller's files: its metadata, then its bytes.
+    pub async fn delete(&self, caller: &str, file: &FileRecord) -> Result<(), FileError> {
+        if file.user_id.as_deref() != Some(caller) {
+            return Err(FileError::NotAllowed);
+        }
+        let key = self
+            .store
+            .delete_file(&file.bucket_id, &file.id)
+            .await?
+            .ok_or(FileError::FileNotFound)?;
+        if let Err(err) = self.blobs.delete(&key).await {
+            // Unreachable bytes, never served: worth a log line, not a failed request.
+            tracing::warn!(error = %err, blob = %key, "deleting a blob failed");
+        }
+        Ok(())
+    }
+
+    /// Create a bucket owned by the caller.
+    pub async fn create_bucket(
+        &self,
+        caller: Option<&str>,
+        name: &str,
+        is_public: bool,
+        tags: Vec<String>,
+    ) -> Result<BucketRecord, FileError> {
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        if !valid {
+            return Err(FileError::InvalidBucketName);
+        }
+        if name == "root" || self.store.bucket(name).await?.is_some() {
+            return Err(FileError::BucketNotUnique(name.to_string()));
+        }
+        let now = self.clock.now();
+        let bucket = BucketRecord {
+            id: new_id(now),
+            name: name.to_string(),
+            is_public,
+            user_id: caller.map(String::from),
+            tags,
+            created_at: now,
+            updated_at: now,
+        };
+        match self.store.insert_bucket(bucket.clone()).await {
+            Ok(()) => Ok(bucket),
+            Err(StoreError::Conflict { .. }) => Err(FileError::BucketNotUnique(name.to_string())),
+            Err(err) => Err(err.into()),
+        }
+    }
+
     /// The bytes of a file, or of a range of them.
     pub async fn content(
         &self,
@@ -261,6 +354,20 @@ mod tests {
             mime_type(None, None, "user_123"),
             "application/octet-stream"
         );
+    }
+
+    #[test]
+    fn public_paths_parse_back_to_ids() {
+        assert_eq!(
+            parse_public_path("http://127.0.0.1:8090/_storage/aaa/bbb"),
+            Some(("aaa".into(), "bbb".into()))
+        );
+        assert_eq!(
+            parse_public_path("https://x.test/prefix/_storage/aaa/bbb?v=1"),
+            Some(("aaa".into(), "bbb".into()))
+        );
+        assert_eq!(parse_public_path("https://x.test/other/aaa/bbb"), None);
+        assert_eq!(parse_public_path("nonsense"), None);
     }
 
     #[test]

@@ -8,23 +8,33 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::TryStreamExt;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::extract::{RawQuery, SessionHeader};
+use super::extract::{ApiJson, RawQuery, SessionHeader};
 use crate::clock::iso;
-use crate::files::{FileError, Upload, is_inline_safe};
+use crate::files::{FileError, Upload, is_inline_safe, parse_public_path};
 use crate::limits::Limit;
 use crate::state::AppState;
-use crate::store::FileRecord;
+use crate::store::{BucketRecord, FileRecord};
 
 /// The storage API routes, relative to `/_api/rest/v1`.
 pub fn routes() -> Router<AppState> {
     // Uploads are limited by `storage.max_file_bytes` while they stream, not by axum's default.
-    Router::new().route(
-        "/storage/bucket/upload-formdata",
-        post(upload_formdata).layer(DefaultBodyLimit::disable()),
-    )
+    Router::new()
+        .route(
+            "/storage/bucket/upload-formdata",
+            post(upload_formdata).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/storage/create-bucket", post(create_bucket))
+        .route("/storage/delete-file", post(delete_by_url))
+        .route("/storage/bucket/exists", post(bucket_exists))
+        .route("/storage/bucket/get", post(bucket_info))
+        .route("/storage/bucket/file/exists", post(file_exists))
+        .route("/storage/bucket/file/get", post(file_info))
+        .route("/storage/bucket/file/delete", post(delete_file))
+        .route("/storage/bucket/file/download", post(download))
 }
 
 /// Public paths, served to browsers.
@@ -49,6 +59,13 @@ impl From<FileError> for ApiError {
                 "file_not_public",
                 "This file is private.",
             ),
+            FileError::NotAllowed => {
+                ApiError::client(StatusCode::FORBIDDEN, "not_allowed", message)
+            }
+            FileError::BucketNotUnique(_) => {
+                ApiError::client(StatusCode::BAD_REQUEST, "bucket_not_unique", message)
+            }
+            FileError::InvalidBucketName => ApiError::validation("name", message),
             FileError::TooLarge(limit) => ApiError::client(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "file_too_large",
@@ -87,6 +104,204 @@ fn file_json(state: &AppState, file: &FileRecord) -> Value {
         value["userId"] = json!(user);
     }
     value
+}
+
+fn bucket_json(bucket: &BucketRecord) -> Value {
+    let mut value = json!({
+        "_id": bucket.id,
+        "name": bucket.name,
+        "isPublic": bucket.is_public,
+        "tags": bucket.tags,
+        "createdAt": iso(bucket.created_at),
+        "updatedAt": iso(bucket.updated_at),
+    });
+    if let Some(user) = &bucket.user_id {
+        value["userId"] = json!(user);
+    }
+    value
+}
+
+/// `tags`: a string or a list of strings.
+fn tag_list(value: Option<&Value>, field: &str) -> Result<Vec<String>, ApiError> {
+    match value {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::String(tag)) => Ok(vec![tag.clone()]),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|t| t.as_str().map(String::from))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| ApiError::validation(field, "tags must be strings.")),
+        Some(_) => Err(ApiError::validation(field, "tags must be strings.")),
+    }
+}
+
+/// The body of the bucket and file calls.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StorageRequest {
+    bucket: Option<String>,
+    file: Option<String>,
+    name: Option<String>,
+    is_public: Option<bool>,
+    tags: Option<Value>,
+    file_url: Option<String>,
+    /// `bucket/get`'s statistics flag: accepted, statistics not yet reported.
+    #[serde(rename = "detailed")]
+    _detailed: Option<bool>,
+}
+
+impl StorageRequest {
+    fn bucket(&self) -> Result<&str, ApiError> {
+        self.bucket
+            .as_deref()
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| ApiError::missing("bucket"))
+    }
+
+    fn file(&self) -> Result<&str, ApiError> {
+        self.file
+            .as_deref()
+            .filter(|f| !f.is_empty())
+            .ok_or_else(|| ApiError::missing("file"))
+    }
+}
+
+async fn reader(state: &AppState, session: &SessionHeader) -> Option<String> {
+    let caller = session.caller(state).await.ok().flatten();
+    caller.map(|c| c.user.id)
+}
+
+async fn writer(state: &AppState, session: &SessionHeader) -> Result<String, ApiError> {
+    let caller = session.caller(state).await?;
+    caller
+        .map(|c| c.user.id)
+        .ok_or_else(ApiError::missing_session)
+}
+
+async fn create_bucket(
+    State(state): State<AppState>,
+    session: SessionHeader,
+    ApiJson(body): ApiJson<StorageRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let name = body
+        .name
+        .as_deref()
+        .ok_or_else(|| ApiError::missing("name"))?;
+    let tags = tag_list(body.tags.as_ref(), "tags")?;
+    let caller = writer(&state, &session).await?;
+    let bucket = state
+        .files
+        .create_bucket(Some(&caller), name, body.is_public.unwrap_or(true), tags)
+        .await?;
+    Ok(Json(bucket_json(&bucket)))
+}
+
+async fn bucket_exists(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<StorageRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let exists = match state.files.bucket(body.bucket()?).await {
+        Ok(_) => true,
+        Err(FileError::BucketNotFound(_)) => false,
+        Err(err) => return Err(err.into()),
+    };
+    Ok(Json(Value::Bool(exists)))
+}
+
+async fn bucket_info(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<StorageRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let bucket = state.files.bucket(body.bucket()?).await?;
+    Ok(Json(bucket_json(&bucket)))
+}
+
+async fn file_exists(
+    State(state): State<AppState>,
+    session: SessionHeader,
+    ApiJson(body): ApiJson<StorageRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let caller = reader(&state, &session).await;
+    let exists = match state
+        .files
+        .find(caller.as_deref(), body.bucket()?, body.file()?)
+        .await
+    {
+        Ok(_) => true,
+        Err(FileError::FileNotFound) => false,
+        Err(err) => return Err(err.into()),
+    };
+    Ok(Json(Value::Bool(exists)))
+}
+
+async fn file_info(
+    State(state): State<AppState>,
+    session: SessionHeader,
+    ApiJson(body): ApiJson<StorageRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let caller = reader(&state, &session).await;
+    let file = state
+        .files
+        .find(caller.as_deref(), body.bucket()?, body.file()?)
+        .await?;
+    Ok(Json(file_json(&state, &file)))
+}
+
+async fn delete_file(
+    State(state): State<AppState>,
+    session: SessionHeader,
+    ApiJson(body): ApiJson<StorageRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let caller = writer(&state, &session).await?;
+    let file = state
+        .files
+        .find(Some(&caller), body.bucket()?, body.file()?)
+        .await?;
+    state.files.delete(&caller, &file).await?;
+    Ok(Json(json!({})))
+}
+
+async fn delete_by_url(
+    State(state): State<AppState>,
+    session: SessionHeader,
+    ApiJson(body): ApiJson<StorageRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let url = body
+        .file_url
+        .as_deref()
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| ApiError::missing("fileUrl"))?;
+    let (bucket, file) = parse_public_path(url).ok_or(FileError::FileNotFound)?;
+    let caller = writer(&state, &session).await?;
+    let file = state.files.find(Some(&caller), &bucket, &file).await?;
+    state.files.delete(&caller, &file).await?;
+    Ok(Json(json!({})))
+}
+
+async fn download(
+    State(state): State<AppState>,
+    session: SessionHeader,
+    ApiJson(body): ApiJson<StorageRequest>,
+) -> Result<Response, ApiError> {
+    let caller = reader(&state, &session).await;
+    let file = state
+        .files
+        .find(caller.as_deref(), body.bucket()?, body.file()?)
+        .await?;
+    let stream = state.files.content(&file, None).await?;
+    let mut headers = HeaderMap::new();
+    if let Ok(value) = HeaderValue::from_str(&file.mime_type) {
+        headers.insert(header::CONTENT_TYPE, value);
+    }
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; sandbox"),
+    );
+    Ok((StatusCode::OK, headers, Body::from_stream(stream)).into_response())
 }
 
 /// `options` of an upload: URL-encoded JSON; `contentType` is ignored for multipart uploads

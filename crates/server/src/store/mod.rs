@@ -488,6 +488,16 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_file(&self, file: FileRecord) -> StoreResult<FileRecord>;
     /// A file of a bucket by id.
     async fn file(&self, bucket_id: &str, file_id: &str) -> StoreResult<Option<FileRecord>>;
+    /// A file of a bucket by id, else by name.
+    async fn file_by_key(
+        &self,
+        bucket_id: &str,
+        id_or_name: &str,
+    ) -> StoreResult<Option<FileRecord>>;
+    /// Delete a file's metadata. Returns its blob key when it existed.
+    async fn delete_file(&self, bucket_id: &str, file_id: &str) -> StoreResult<Option<String>>;
+    /// Create a bucket; `Conflict { constraint: "name" }` when the name is taken.
+    async fn insert_bucket(&self, bucket: BucketRecord) -> StoreResult<()>;
 
     /// Insert objects, all or none; `Conflict { constraint: field }` on a taken unique value.
     async fn insert_objects(&self, objects: Vec<ObjectWrite>) -> StoreResult<()>;

@@ -1007,6 +1007,67 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn file_by_key(
+        &self,
+        bucket_id: &str,
+        id_or_name: &str,
+    ) -> StoreResult<Option<FileRecord>> {
+        let (bucket_id, key) = (bucket_id.to_string(), id_or_name.to_string());
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT * FROM files WHERE bucket_id = ?1 AND id = ?2
+                 UNION ALL SELECT * FROM files WHERE bucket_id = ?1 AND file_name = ?2 AND id <> ?2
+                 LIMIT 1",
+            )?
+            .query_row([bucket_id, key], file_from_row)
+            .optional()
+        })
+        .await
+    }
+
+    async fn delete_file(&self, bucket_id: &str, file_id: &str) -> StoreResult<Option<String>> {
+        let (bucket_id, file_id) = (bucket_id.to_string(), file_id.to_string());
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "DELETE FROM files WHERE bucket_id = ?1 AND id = ?2 RETURNING blob_key",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_row([bucket_id, file_id], |row| row.get(0))
+                    .optional()
+            })
+            .map_err(db_error)
+        })
+        .await
+    }
+
+    async fn insert_bucket(&self, bucket: BucketRecord) -> StoreResult<()> {
+        let tags = serde_json::to_string(&bucket.tags).map_err(backend)?;
+        self.write(move |conn| {
+            execute(
+                conn,
+                "INSERT INTO buckets (id, name, is_public, user_id, tags, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    bucket.id,
+                    bucket.name,
+                    bucket.is_public,
+                    bucket.user_id,
+                    tags,
+                    bucket.created_at,
+                    bucket.updated_at
+                ],
+            )
+            .map_err(|err| match err {
+                StoreError::Conflict { .. } => StoreError::Conflict {
+                    constraint: "name".into(),
+                },
+                other => other,
+            })?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn insert_objects(&self, objects: Vec<ObjectWrite>) -> StoreResult<()> {
         self.write(move |conn| {
             for object in &objects {

@@ -360,3 +360,212 @@ async fn files_of_several_megabytes_upload_within_the_default_limit() {
         .unwrap();
     assert_eq!(served.bytes().await.unwrap().as_ref(), bytes.as_slice());
 }
+
+async fn storage(
+    app: &TestApp,
+    token: Option<&str>,
+    path: &str,
+    body: Value,
+) -> crate::support::Answer {
+    app.post_as(path, body, token).await
+}
+
+#[tokio::test]
+async fn file_calls_get_exists_download_and_delete() {
+    let app = TestApp::spawn_with(spawn_with_files()).await;
+    let (_, me) = user(&app).await;
+    let (_, other) = user(&app).await;
+    let (_, file) = upload(
+        &app,
+        Some(&me),
+        "root",
+        "notes.txt",
+        b"hello".to_vec(),
+        "text/plain",
+    )
+    .await;
+    let id = file["_id"].as_str().unwrap();
+    for key in [id, "notes.txt"] {
+        let info = storage(
+            &app,
+            None,
+            "/storage/bucket/file/get",
+            serde_json::json!({ "bucket": "root", "file": key }),
+        )
+        .await;
+        assert_eq!(info.assert_ok()["_id"], id);
+        let exists = storage(
+            &app,
+            None,
+            "/storage/bucket/file/exists",
+            serde_json::json!({ "bucket": "root", "file": key }),
+        )
+        .await;
+        assert_eq!(exists.assert_ok(), &Value::Bool(true));
+    }
+    let missing = storage(
+        &app,
+        None,
+        "/storage/bucket/file/exists",
+        serde_json::json!({ "bucket": "root", "file": "nope" }),
+    )
+    .await;
+    assert_eq!(missing.assert_ok(), &Value::Bool(false));
+    let download = app
+        .http
+        .post(app.api("/storage/bucket/file/download"))
+        .header("X-Client-Key", KEY)
+        .json(&serde_json::json!({ "bucket": "root", "file": "notes.txt" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(download.status(), 200);
+    assert_eq!(download.bytes().await.unwrap().as_ref(), b"hello");
+    // Someone else cannot delete it; the owner can, by name or by its public path.
+    storage(
+        &app,
+        Some(&other),
+        "/storage/bucket/file/delete",
+        serde_json::json!({ "bucket": "root", "file": id }),
+    )
+    .await
+    .assert_error(403, "not_allowed");
+    storage(
+        &app,
+        Some(&other),
+        "/storage/delete-file",
+        serde_json::json!({ "fileUrl": file["publicPath"] }),
+    )
+    .await
+    .assert_error(403, "not_allowed");
+    storage(
+        &app,
+        Some(&me),
+        "/storage/delete-file",
+        serde_json::json!({ "fileUrl": file["publicPath"] }),
+    )
+    .await
+    .assert_ok();
+    let served = reqwest::get(file["publicPath"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(served.status(), 404);
+    assert!(app.blobs().is_empty(), "the bytes went with the metadata");
+    storage(
+        &app,
+        Some(&me),
+        "/storage/delete-file",
+        serde_json::json!({ "fileUrl": file["publicPath"] }),
+    )
+    .await
+    .assert_error(404, "file_not_found");
+    storage(
+        &app,
+        Some(&me),
+        "/storage/delete-file",
+        serde_json::json!({ "fileUrl": "nonsense" }),
+    )
+    .await
+    .assert_error(404, "file_not_found");
+}
+
+#[tokio::test]
+async fn buckets_are_created_found_and_unique() {
+    let app = TestApp::spawn_with(spawn_with_files()).await;
+    let (id, me) = user(&app).await;
+    let created = storage(
+        &app,
+        Some(&me),
+        "/storage/create-bucket",
+        serde_json::json!({ "name": "avatars", "isPublic": false, "tags": "people" }),
+    )
+    .await;
+    let bucket = created.assert_ok().clone();
+    assert_eq!(
+        (
+            bucket["isPublic"].clone(),
+            bucket["userId"].clone(),
+            bucket["tags"].clone()
+        ),
+        (
+            Value::Bool(false),
+            Value::from(id.as_str()),
+            serde_json::json!(["people"])
+        )
+    );
+    for key in ["avatars", bucket["_id"].as_str().unwrap()] {
+        let found = storage(
+            &app,
+            None,
+            "/storage/bucket/get",
+            serde_json::json!({ "bucket": key, "detailed": false }),
+        )
+        .await;
+        assert_eq!(found.assert_ok()["name"], "avatars");
+    }
+    let exists = storage(
+        &app,
+        None,
+        "/storage/bucket/exists",
+        serde_json::json!({ "bucket": "avatars" }),
+    )
+    .await;
+    assert_eq!(exists.assert_ok(), &Value::Bool(true));
+    let missing = storage(
+        &app,
+        None,
+        "/storage/bucket/exists",
+        serde_json::json!({ "bucket": "nope" }),
+    )
+    .await;
+    assert_eq!(missing.assert_ok(), &Value::Bool(false));
+    for name in ["avatars", "root"] {
+        storage(
+            &app,
+            Some(&me),
+            "/storage/create-bucket",
+            serde_json::json!({ "name": name }),
+        )
+        .await
+        .assert_error(400, "bucket_not_unique");
+    }
+    storage(
+        &app,
+        Some(&me),
+        "/storage/create-bucket",
+        serde_json::json!({ "name": "../x" }),
+    )
+    .await
+    .assert_error(400, "validation_error");
+    storage(
+        &app,
+        None,
+        "/storage/create-bucket",
+        serde_json::json!({ "name": "anon" }),
+    )
+    .await
+    .assert_error(401, "missing_session_token");
+    // Files in a private bucket are private by default.
+    let (_, file) = upload(
+        &app,
+        Some(&me),
+        "avatars",
+        "a.png",
+        PNG.to_vec(),
+        "image/png",
+    )
+    .await;
+    assert_eq!(file["isPublic"], false);
+    let refused = reqwest::get(file["publicPath"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    storage(
+        &app,
+        None,
+        "/storage/bucket/get",
+        serde_json::json!({ "bucket": "nope" }),
+    )
+    .await
+    .assert_error(400, "bucket_not_found");
+}
