@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::error::ApiError;
 use super::extract::{ApiJson, RawQuery, SessionHeader};
 use crate::clock::iso;
-use crate::files::{FileError, Upload, is_inline_safe, parse_public_path};
+use crate::files::{Changes, FileError, Upload, is_inline_safe, parse_public_path};
 use crate::limits::Limit;
 use crate::state::AppState;
 use crate::store::{BucketRecord, FileRecord};
@@ -35,6 +35,20 @@ pub fn routes() -> Router<AppState> {
         .route("/storage/bucket/file/get", post(file_info))
         .route("/storage/bucket/file/delete", post(delete_file))
         .route("/storage/bucket/file/download", post(download))
+        .route("/storage/bucket/rename", post(bucket_rename))
+        .route("/storage/bucket/make-public", post(bucket_make_public))
+        .route("/storage/bucket/make-private", post(bucket_make_private))
+        .route("/storage/bucket/add-tags", post(bucket_add_tags))
+        .route("/storage/bucket/remove-tags", post(bucket_remove_tags))
+        .route("/storage/bucket/update", post(bucket_update))
+        .route("/storage/bucket/empty", post(bucket_empty))
+        .route("/storage/bucket/delete", post(bucket_delete))
+        .route("/storage/bucket/file/rename", post(file_rename))
+        .route("/storage/bucket/file/make-public", post(file_make_public))
+        .route("/storage/bucket/file/make-private", post(file_make_private))
+        .route("/storage/bucket/file/add-tags", post(file_add_tags))
+        .route("/storage/bucket/file/remove-tags", post(file_remove_tags))
+        .route("/storage/bucket/file/update", post(file_update))
 }
 
 /// Public paths, served to browsers.
@@ -66,6 +80,9 @@ impl From<FileError> for ApiError {
                 ApiError::client(StatusCode::BAD_REQUEST, "bucket_not_unique", message)
             }
             FileError::InvalidBucketName => ApiError::validation("name", message),
+            FileError::RootProtected => {
+                ApiError::client(StatusCode::BAD_REQUEST, "root_bucket_protected", message)
+            }
             FileError::TooLarge(limit) => ApiError::client(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "file_too_large",
@@ -145,6 +162,8 @@ struct StorageRequest {
     is_public: Option<bool>,
     tags: Option<Value>,
     file_url: Option<String>,
+    new_name: Option<String>,
+    include_files: Option<bool>,
     /// `bucket/get`'s statistics flag: accepted, statistics not yet reported.
     #[serde(rename = "detailed")]
     _detailed: Option<bool>,
@@ -164,6 +183,152 @@ impl StorageRequest {
             .filter(|f| !f.is_empty())
             .ok_or_else(|| ApiError::missing("file"))
     }
+}
+
+impl StorageRequest {
+    fn new_name(&self) -> Result<String, ApiError> {
+        self.new_name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| ApiError::missing("newName"))
+    }
+
+    fn tags(&self) -> Result<Vec<String>, ApiError> {
+        tag_list(self.tags.as_ref(), "tags")
+    }
+}
+
+/// The storage calls that change a bucket or a file.
+enum Change {
+    Rename,
+    Public(bool),
+    AddTags,
+    RemoveTags,
+    Update,
+}
+
+impl Change {
+    fn changes(&self, body: &StorageRequest) -> Result<Changes, ApiError> {
+        let include_files = body.include_files.unwrap_or(false);
+        Ok(match self {
+            Self::Rename => Changes {
+                name: Some(body.new_name()?),
+                ..Changes::default()
+            },
+            Self::Public(public) => Changes {
+                is_public: Some(*public),
+                include_files,
+                ..Changes::default()
+            },
+            Self::AddTags => Changes {
+                add_tags: body.tags()?,
+                ..Changes::default()
+            },
+            Self::RemoveTags => Changes {
+                remove_tags: body.tags()?,
+                ..Changes::default()
+            },
+            Self::Update => Changes {
+                name: body.new_name.clone().filter(|n| !n.is_empty()),
+                is_public: body.is_public,
+                tags: body.tags.as_ref().map(|_| body.tags()).transpose()?,
+                include_files,
+                ..Changes::default()
+            },
+        })
+    }
+}
+
+async fn change_bucket(
+    state: AppState,
+    session: SessionHeader,
+    body: StorageRequest,
+    change: Change,
+) -> Result<Json<Value>, ApiError> {
+    let changes = change.changes(&body)?;
+    let caller = writer(&state, &session).await?;
+    let bucket = state
+        .files
+        .change_bucket(&caller, body.bucket()?, &changes)
+        .await?;
+    Ok(Json(bucket_json(&bucket)))
+}
+
+async fn change_file(
+    state: AppState,
+    session: SessionHeader,
+    body: StorageRequest,
+    change: Change,
+) -> Result<Json<Value>, ApiError> {
+    let changes = change.changes(&body)?;
+    let caller = writer(&state, &session).await?;
+    let file = state
+        .files
+        .change_file(&caller, body.bucket()?, body.file()?, &changes)
+        .await?;
+    Ok(Json(file_json(&state, &file)))
+}
+
+type Call = (State<AppState>, SessionHeader, ApiJson<StorageRequest>);
+
+async fn bucket_rename((State(s), h, ApiJson(b)): Call) -> Result<Json<Value>, ApiError> {
+    change_bucket(s, h, b, Change::Rename).await
+}
+
+async fn bucket_make_public((State(s), h, ApiJson(b)): Call) -> Result<Json<Value>, ApiError> {
+    change_bucket(s, h, b, Change::Public(true)).await
+}
+
+async fn bucket_make_private((State(s), h, ApiJson(b)): Call) -> Result<Json<Value>, ApiError> {
+    change_bucket(s, h, b, Change::Public(false)).await
+}
+
+async fn bucket_add_tags((State(s), h, ApiJson(b)): Call) -> Result<Json<Value>, ApiError> {
+    change_bucket(s, h, b, Change::AddTags).await
+}
+
+async fn bucket_remove_tags((State(s), h, ApiJson(b)): Call) -> Result<Json<Value>, ApiError> {
+    change_bucket(s, h, b, Change::RemoveTags).await
+}
+
+async fn bucket_update((State(s), h, ApiJson(b)): Call) -> Result<Json<Value>, ApiError> {
+    change_bucket(s, h, b, Change::Update).await
+}
+
+async fn file_rename((State(s), h, ApiJson(b)): Call) -> Result<Json<Value>, ApiError> {
+    change_file(s, h, b, Change::Rename).await
+}
+
+async fn file_make_public((State(s), h, ApiJson(b)): Call) -> Result<Json<Value>, ApiError> {
+    change_file(s, h, b, Change::Public(true)).await
+}
+
+async fn file_make_private((State(s), h, ApiJson(b)): Call) -> Result<Json<Value>, ApiError> {
+    change_file(s, h, b, Change::Public(false)).await
+}
+
+async fn file_add_tags((State(s), h, ApiJson(b)): Call) -> Result<Json<Value>, ApiError> {
+    change_file(s, h, b, Change::AddTags).await
+}
+
+async fn file_remove_tags((State(s), h, ApiJson(b)): Call) -> Result<Json<Value>, ApiError> {
+    change_file(s, h, b, Change::RemoveTags).await
+}
+
+async fn file_update((State(s), h, ApiJson(b)): Call) -> Result<Json<Value>, ApiError> {
+    change_file(s, h, b, Change::Update).await
+}
+
+async fn bucket_empty((State(s), h, ApiJson(b)): Call) -> Result<Json<Value>, ApiError> {
+    let caller = writer(&s, &h).await?;
+    s.files.clear_bucket(&caller, b.bucket()?, false).await?;
+    Ok(Json(json!({})))
+}
+
+async fn bucket_delete((State(s), h, ApiJson(b)): Call) -> Result<Json<Value>, ApiError> {
+    let caller = writer(&s, &h).await?;
+    s.files.clear_bucket(&caller, b.bucket()?, true).await?;
+    Ok(Json(json!({})))
 }
 
 async fn reader(state: &AppState, session: &SessionHeader) -> Option<String> {

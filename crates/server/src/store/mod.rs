@@ -498,6 +498,22 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_file(&self, bucket_id: &str, file_id: &str) -> StoreResult<Option<String>>;
     /// Create a bucket; `Conflict { constraint: "name" }` when the name is taken.
     async fn insert_bucket(&self, bucket: BucketRecord) -> StoreResult<()>;
+    /// Write a bucket's name, privacy and tags (and, with `files_public`, every file's
+    /// privacy); `Conflict { constraint: "name" }` when the new name is taken.
+    async fn update_bucket(
+        &self,
+        bucket: BucketRecord,
+        files_public: Option<bool>,
+    ) -> StoreResult<()>;
+    /// Delete a bucket's files (and, with `bucket_too`, the bucket). Returns the blob keys.
+    async fn delete_bucket_files(
+        &self,
+        bucket_id: &str,
+        bucket_too: bool,
+    ) -> StoreResult<Vec<String>>;
+    /// Write a file's name, privacy, tags and content fields; a taken name is numbered like
+    /// an upload's. Returns the record as stored.
+    async fn update_file(&self, file: FileRecord) -> StoreResult<FileRecord>;
 
     /// Insert objects, all or none; `Conflict { constraint: field }` on a taken unique value.
     async fn insert_objects(&self, objects: Vec<ObjectWrite>) -> StoreResult<()>;

@@ -1068,6 +1068,100 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn update_bucket(
+        &self,
+        bucket: BucketRecord,
+        files_public: Option<bool>,
+    ) -> StoreResult<()> {
+        let tags = serde_json::to_string(&bucket.tags).map_err(backend)?;
+        self.write(move |conn| {
+            execute(
+                conn,
+                "UPDATE buckets SET name = ?2, is_public = ?3, tags = ?4, updated_at = ?5 WHERE id = ?1",
+                params![bucket.id, bucket.name, bucket.is_public, tags, bucket.updated_at],
+            )
+            .map_err(|err| match err {
+                StoreError::Conflict { .. } => StoreError::Conflict {
+                    constraint: "name".into(),
+                },
+                other => other,
+            })?;
+            if let Some(public) = files_public {
+                execute(
+                    conn,
+                    "UPDATE files SET is_public = ?2, updated_at = ?3 WHERE bucket_id = ?1",
+                    params![bucket.id, public, bucket.updated_at],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_bucket_files(
+        &self,
+        bucket_id: &str,
+        bucket_too: bool,
+    ) -> StoreResult<Vec<String>> {
+        let bucket_id = bucket_id.to_string();
+        self.write(move |conn| {
+            let keys = conn
+                .prepare_cached("DELETE FROM files WHERE bucket_id = ?1 RETURNING blob_key")
+                .and_then(|mut stmt| {
+                    stmt.query_map([&bucket_id], |row| row.get(0))?
+                        .collect::<rusqlite::Result<Vec<String>>>()
+                })
+                .map_err(db_error)?;
+            if bucket_too {
+                execute(conn, "DELETE FROM buckets WHERE id = ?1", [&bucket_id])?;
+            }
+            Ok(keys)
+        })
+        .await
+    }
+
+    async fn update_file(&self, file: FileRecord) -> StoreResult<FileRecord> {
+        let tags = serde_json::to_string(&file.tags).map_err(backend)?;
+        self.write(move |conn| {
+            let taken = |name: &str| -> StoreResult<bool> {
+                conn.prepare_cached(
+                    "SELECT 1 FROM files WHERE bucket_id = ?1 AND file_name = ?2 AND id <> ?3",
+                )
+                .and_then(|mut stmt| stmt.exists(params![file.bucket_id, name, file.id]))
+                .map_err(db_error)
+            };
+            let mut name = file.file_name.clone();
+            let mut n = 0;
+            while taken(&name)? {
+                n += 1;
+                name = numbered_name(&file.file_name, n);
+            }
+            execute(
+                conn,
+                "UPDATE files SET bucket_id = ?2, file_name = ?3, blob_key = ?4, size = ?5,
+                    mime_type = ?6, etag = ?7, is_public = ?8, tags = ?9, updated_at = ?10
+                 WHERE id = ?1",
+                params![
+                    file.id,
+                    file.bucket_id,
+                    name,
+                    file.blob_key,
+                    file.size,
+                    file.mime_type,
+                    file.etag,
+                    file.is_public,
+                    tags,
+                    file.updated_at
+                ],
+            )?;
+            Ok(FileRecord {
+                file_name: name,
+                ..file
+            })
+        })
+        .await
+    }
+
     async fn insert_objects(&self, objects: Vec<ObjectWrite>) -> StoreResult<()> {
         self.write(move |conn| {
             for object in &objects {

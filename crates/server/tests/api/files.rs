@@ -569,3 +569,168 @@ async fn buckets_are_created_found_and_unique() {
     .await
     .assert_error(400, "bucket_not_found");
 }
+
+#[tokio::test]
+async fn files_and_buckets_are_renamed_tagged_and_made_private() {
+    let app = TestApp::spawn_with(spawn_with_files()).await;
+    let (_, me) = user(&app).await;
+    let (_, other) = user(&app).await;
+    upload(
+        &app,
+        Some(&me),
+        "root",
+        "a.txt",
+        b"a".to_vec(),
+        "text/plain",
+    )
+    .await;
+    let (_, b) = upload(
+        &app,
+        Some(&me),
+        "root",
+        "b.txt",
+        b"b".to_vec(),
+        "text/plain",
+    )
+    .await;
+    let call = |path: &'static str, body: Value, token: String| {
+        let app = &app;
+        async move { app.post_as(path, body, Some(&token)).await }
+    };
+    let renamed = call(
+        "/storage/bucket/file/rename",
+        serde_json::json!({ "bucket": "root", "file": "b.txt", "newName": "a.txt" }),
+        me.clone(),
+    )
+    .await;
+    assert_eq!(
+        renamed.assert_ok()["fileName"],
+        "a-1.txt",
+        "a taken name is numbered"
+    );
+    let tagged = call(
+        "/storage/bucket/file/add-tags",
+        serde_json::json!({ "bucket": "root", "file": b["_id"], "tags": ["x", "y"] }),
+        me.clone(),
+    )
+    .await;
+    assert_eq!(tagged.assert_ok()["tags"], serde_json::json!(["x", "y"]));
+    let untagged = call(
+        "/storage/bucket/file/remove-tags",
+        serde_json::json!({ "bucket": "root", "file": b["_id"], "tags": "x" }),
+        me.clone(),
+    )
+    .await;
+    assert_eq!(untagged.assert_ok()["tags"], serde_json::json!(["y"]));
+    let private = call(
+        "/storage/bucket/file/make-private",
+        serde_json::json!({ "bucket": "root", "file": b["_id"] }),
+        me.clone(),
+    )
+    .await;
+    assert_eq!(private.assert_ok()["isPublic"], false);
+    assert_eq!(
+        reqwest::get(b["publicPath"].as_str().unwrap())
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    call(
+        "/storage/bucket/file/rename",
+        serde_json::json!({ "bucket": "root", "file": "a.txt", "newName": "mine.txt" }),
+        other.clone(),
+    )
+    .await
+    .assert_error(403, "not_allowed");
+    call(
+        "/storage/bucket/file/rename",
+        serde_json::json!({ "bucket": "root", "file": "a.txt", "newName": "../x" }),
+        me.clone(),
+    )
+    .await
+    .assert_error(400, "validation_error");
+    // Buckets.
+    call(
+        "/storage/create-bucket",
+        serde_json::json!({ "name": "docs" }),
+        me.clone(),
+    )
+    .await
+    .assert_ok();
+    upload(
+        &app,
+        Some(&me),
+        "docs",
+        "d.txt",
+        b"d".to_vec(),
+        "text/plain",
+    )
+    .await;
+    let renamed = call(
+        "/storage/bucket/rename",
+        serde_json::json!({ "bucket": "docs", "newName": "papers" }),
+        me.clone(),
+    )
+    .await;
+    assert_eq!(renamed.assert_ok()["name"], "papers");
+    let private = call(
+        "/storage/bucket/make-private",
+        serde_json::json!({ "bucket": "papers", "includeFiles": true }),
+        me.clone(),
+    )
+    .await;
+    assert_eq!(private.assert_ok()["isPublic"], false);
+    let d = call(
+        "/storage/bucket/file/get",
+        serde_json::json!({ "bucket": "papers", "file": "d.txt" }),
+        me.clone(),
+    )
+    .await;
+    assert_eq!(
+        d.assert_ok()["isPublic"],
+        false,
+        "includeFiles reached the files"
+    );
+    call(
+        "/storage/bucket/rename",
+        serde_json::json!({ "bucket": "root", "newName": "base" }),
+        me.clone(),
+    )
+    .await
+    .assert_error(400, "root_bucket_protected");
+    call(
+        "/storage/bucket/delete",
+        serde_json::json!({ "bucket": "root" }),
+        me.clone(),
+    )
+    .await
+    .assert_error(400, "root_bucket_protected");
+    call(
+        "/storage/bucket/delete",
+        serde_json::json!({ "bucket": "papers" }),
+        other.clone(),
+    )
+    .await
+    .assert_error(403, "not_allowed");
+    let before = app.blobs().len();
+    call(
+        "/storage/bucket/delete",
+        serde_json::json!({ "bucket": "papers" }),
+        me.clone(),
+    )
+    .await
+    .assert_ok();
+    assert_eq!(
+        app.blobs().len(),
+        before - 1,
+        "the bucket's bytes went with it"
+    );
+    call(
+        "/storage/bucket/get",
+        serde_json::json!({ "bucket": "papers" }),
+        me.clone(),
+    )
+    .await
+    .assert_error(400, "bucket_not_found");
+}
