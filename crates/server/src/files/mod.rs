@@ -94,6 +94,61 @@ pub struct Upload {
     pub user_id: Option<String>,
 }
 
+/// What a request says about new content.
+#[derive(Debug, Clone, Default)]
+pub struct Content {
+    /// The declared `Content-Type`, if any.
+    pub content_type: Option<String>,
+    /// The multipart part's own file name, to guess a type from.
+    pub part_file_name: Option<String>,
+}
+
+struct StoredBlob {
+    key: String,
+    size: i64,
+    etag: String,
+}
+
+/// The bytes an `upload-object` or `replace-object` body stands for: the client JSON-encodes
+/// such bodies (protocol.md §6.4).
+pub fn decode_object_body(body: &[u8], json: bool) -> Vec<u8> {
+    if !json {
+        return body.to_vec();
+    }
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return body.to_vec();
+    };
+    match &value {
+        serde_json::Value::String(text) => text.as_bytes().to_vec(),
+        serde_json::Value::Object(map)
+            if map.get("type").and_then(|t| t.as_str()) == Some("Buffer") =>
+        {
+            bytes_of(map.get("data")).unwrap_or_else(|| body.to_vec())
+        }
+        serde_json::Value::Object(map)
+            if !map.is_empty() && map.keys().all(|k| k.parse::<usize>().is_ok()) =>
+        {
+            let mut entries: Vec<(usize, &serde_json::Value)> = map
+                .iter()
+                .filter_map(|(k, v)| k.parse().ok().map(|i| (i, v)))
+                .collect();
+            entries.sort_by_key(|(i, _)| *i);
+            let values: Vec<serde_json::Value> =
+                entries.into_iter().map(|(_, v)| v.clone()).collect();
+            bytes_of(Some(&serde_json::Value::Array(values))).unwrap_or_else(|| body.to_vec())
+        }
+        _ => body.to_vec(),
+    }
+}
+
+fn bytes_of(value: Option<&serde_json::Value>) -> Option<Vec<u8>> {
+    value?
+        .as_array()?
+        .iter()
+        .map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
+        .collect()
+}
+
 /// Changes to a file or bucket's name, privacy and tags.
 #[derive(Debug, Clone, Default)]
 pub struct Changes {
@@ -183,8 +238,47 @@ impl FileService {
         let bucket = self.bucket(&upload.bucket).await?;
         let now = self.clock.now();
         let id = new_id(now);
-        let blob_key = format!("{}/{}", bucket.id, new_id(now));
-        let mut writer = self.blobs.create(&blob_key).await?;
+        let blob = self.store_blob(&bucket.id, body).await?;
+        let blob_key = blob.key.clone();
+        let mime_type = mime_type(
+            upload.content_type.as_deref(),
+            upload.part_file_name.as_deref(),
+            &upload.file_name,
+        );
+        let record = FileRecord {
+            id,
+            bucket_id: bucket.id.clone(),
+            file_name: upload.file_name,
+            blob_key: blob_key.clone(),
+            size: blob.size,
+            encoding: "7bit".into(),
+            mime_type,
+            etag: blob.etag,
+            is_public: upload.is_public.unwrap_or(bucket.is_public),
+            user_id: upload.user_id,
+            tags: upload.tags,
+            uploaded_at: now,
+            updated_at: now,
+        };
+        match self.store.insert_file(record).await {
+            Ok(stored) => Ok(stored),
+            Err(err) => {
+                // No blob without metadata.
+                let _ = self.blobs.delete(&blob_key).await;
+                Err(err.into())
+            }
+        }
+    }
+
+    /// Stream `body` into a new blob under a random key, enforcing the size limit as bytes
+    /// arrive; on failure nothing is left behind.
+    async fn store_blob<S, E>(&self, bucket_id: &str, body: S) -> Result<StoredBlob, FileError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let key = format!("{bucket_id}/{}", new_id(self.clock.now()));
+        let mut writer = self.blobs.create(&key).await?;
         let mut body = body;
         let mut size = 0u64;
         let mut digest = Sha256::new();
@@ -206,31 +300,54 @@ impl FileService {
             return Err(err);
         }
         writer.finish().await?;
-        let mime_type = mime_type(
-            upload.content_type.as_deref(),
-            upload.part_file_name.as_deref(),
-            &upload.file_name,
-        );
-        let record = FileRecord {
-            id,
-            bucket_id: bucket.id.clone(),
-            file_name: upload.file_name,
-            blob_key: blob_key.clone(),
+        Ok(StoredBlob {
+            key,
             size: i64::try_from(size).unwrap_or(i64::MAX),
-            encoding: "7bit".into(),
-            mime_type,
             etag: format!("\"{}\"", hex::encode(&digest.finalize()[..16])),
-            is_public: upload.is_public.unwrap_or(bucket.is_public),
-            user_id: upload.user_id,
-            tags: upload.tags,
-            uploaded_at: now,
-            updated_at: now,
+        })
+    }
+
+    /// Replace the content of one of the caller's files; its id and name stay.
+    pub async fn replace<S, E>(
+        &self,
+        caller: &str,
+        bucket: &str,
+        file: &str,
+        content: Content,
+        body: S,
+    ) -> Result<FileRecord, FileError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let file = self.find(Some(caller), bucket, file).await?;
+        if file.user_id.as_deref() != Some(caller) {
+            return Err(FileError::NotAllowed);
+        }
+        let blob = self.store_blob(&file.bucket_id, body).await?;
+        let old_key = file.blob_key.clone();
+        let mime_type = mime_type(
+            content.content_type.as_deref(),
+            content.part_file_name.as_deref(),
+            &file.file_name,
+        );
+        let updated = FileRecord {
+            blob_key: blob.key.clone(),
+            size: blob.size,
+            etag: blob.etag,
+            mime_type,
+            updated_at: self.clock.now(),
+            ..file
         };
-        match self.store.insert_file(record).await {
-            Ok(stored) => Ok(stored),
+        match self.store.update_file(updated).await {
+            Ok(stored) => {
+                if let Err(err) = self.blobs.delete(&old_key).await {
+                    tracing::warn!(error = %err, blob = %old_key, "deleting a replaced blob failed");
+                }
+                Ok(stored)
+            }
             Err(err) => {
-                // No blob without metadata.
-                let _ = self.blobs.delete(&blob_key).await;
+                let _ = self.blobs.delete(&blob.key).await;
                 Err(err.into())
             }
         }
@@ -487,6 +604,19 @@ mod tests {
             mime_type(None, None, "user_123"),
             "application/octet-stream"
         );
+    }
+
+    #[test]
+    fn object_bodies_decode_as_the_client_encodes_them() {
+        assert_eq!(decode_object_body(br#""hello""#, true), b"hello");
+        assert_eq!(
+            decode_object_body(br#"{"type":"Buffer","data":[104,105]}"#, true),
+            b"hi"
+        );
+        assert_eq!(decode_object_body(br#"{"1":2,"0":1}"#, true), [1, 2]);
+        assert_eq!(decode_object_body(br#"{"a":1}"#, true), br#"{"a":1}"#);
+        assert_eq!(decode_object_body(b"raw bytes", false), b"raw bytes");
+        assert_eq!(decode_object_body(b"not json", true), b"not json");
     }
 
     #[test]

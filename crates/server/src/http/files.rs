@@ -1,7 +1,7 @@
 //! `/_api/rest/v1/storage/*` and `/_storage/{bucketId}/{fileId}`: uploads and public paths
 //! (protocol.md §6). So far the tutorial's upload to a bucket and the serving of its files.
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -14,7 +14,9 @@ use serde_json::{Value, json};
 use super::error::ApiError;
 use super::extract::{ApiJson, RawQuery, SessionHeader};
 use crate::clock::iso;
-use crate::files::{Changes, FileError, Upload, is_inline_safe, parse_public_path};
+use crate::files::{
+    Changes, Content, FileError, Upload, decode_object_body, is_inline_safe, parse_public_path,
+};
 use crate::limits::Limit;
 use crate::state::AppState;
 use crate::store::{BucketRecord, FileRecord};
@@ -26,6 +28,18 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/storage/bucket/upload-formdata",
             post(upload_formdata).layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/storage/bucket/upload-object",
+            post(upload_object).layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/storage/bucket/file/replace-formdata",
+            post(replace_formdata).layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/storage/bucket/file/replace-object",
+            post(replace_object).layer(DefaultBodyLimit::disable()),
         )
         .route("/storage/create-bucket", post(create_bucket))
         .route("/storage/delete-file", post(delete_by_url))
@@ -505,11 +519,37 @@ fn upload_options(query: &RawQuery) -> Result<(Option<bool>, Vec<String>), ApiEr
     Ok((is_public, tags))
 }
 
+/// Where uploaded bytes go: a new file, or the content of an existing one.
+#[derive(Clone, Copy)]
+enum Target {
+    New,
+    Replace,
+}
+
 async fn upload_formdata(
+    state: State<AppState>,
+    session: SessionHeader,
+    query: RawQuery,
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<Json<Value>, ApiError> {
+    formdata(state, session, query, multipart, Target::New).await
+}
+
+async fn replace_formdata(
+    state: State<AppState>,
+    session: SessionHeader,
+    query: RawQuery,
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<Json<Value>, ApiError> {
+    formdata(state, session, query, multipart, Target::Replace).await
+}
+
+async fn formdata(
     State(state): State<AppState>,
     session: SessionHeader,
     query: RawQuery,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+    target: Target,
 ) -> Result<Json<Value>, ApiError> {
     let mut multipart = multipart.map_err(|_| {
         ApiError::client(
@@ -518,7 +558,7 @@ async fn upload_formdata(
             "The body must be multipart/form-data with a part named 'file'.",
         )
     })?;
-    let outcome = store_upload(&state, &session, &query, &mut multipart).await;
+    let outcome = store_formdata(&state, &session, &query, &mut multipart, target).await;
     if outcome.is_err() {
         // Read and drop what the client is still sending (up to 64 MiB and 10 s), so it gets
         // this answer on a connection it can keep using, not a reset.
@@ -538,22 +578,34 @@ async fn upload_formdata(
     outcome.map(Json)
 }
 
-async fn store_upload(
+/// The checks every upload makes before reading its body: a session, the upload rate, the
+/// bucket. Returns the caller's id.
+async fn before_upload(
+    state: &AppState,
+    session: &SessionHeader,
+    bucket: &str,
+) -> Result<String, ApiError> {
+    let caller = writer(state, session).await?;
+    state.limits.check(Limit::UploadsPerUser, &caller)?;
+    state.files.bucket(bucket).await?;
+    Ok(caller)
+}
+
+async fn store_formdata(
     state: &AppState,
     session: &SessionHeader,
     query: &RawQuery,
     multipart: &mut Multipart,
+    target: Target,
 ) -> Result<Value, ApiError> {
     let bucket = query.require("bucket")?.to_string();
-    let file_name = query.require("fileName")?.to_string();
+    let name = match target {
+        Target::New => query.require("fileName")?,
+        Target::Replace => query.require("file")?,
+    }
+    .to_string();
     let (is_public, tags) = upload_options(query)?;
-    let caller = session
-        .caller(state)
-        .await?
-        .ok_or_else(ApiError::missing_session)?;
-    state.limits.check(Limit::UploadsPerUser, &caller.user.id)?;
-    // Fail on an unknown bucket before storing anything.
-    state.files.bucket(&bucket).await?;
+    let caller = before_upload(state, session, &bucket).await?;
     loop {
         let field = multipart.next_field().await.map_err(|err| {
             ApiError::client(StatusCode::BAD_REQUEST, "invalid_body", err.body_text())
@@ -564,19 +616,120 @@ async fn store_upload(
         if field.name() != Some("file") && field.file_name().is_none() {
             continue;
         }
-        let upload = Upload {
-            bucket,
-            file_name,
+        let content = Content {
             content_type: field.content_type().map(String::from),
             part_file_name: field.file_name().map(String::from),
-            is_public,
-            tags,
-            user_id: Some(caller.user.id.clone()),
         };
         let stream = Box::pin(field.map_err(|err| err.body_text()));
-        let file = state.files.upload(upload, stream).await?;
+        let file = match target {
+            Target::New => {
+                let upload = Upload {
+                    bucket,
+                    file_name: name,
+                    content_type: content.content_type,
+                    part_file_name: content.part_file_name,
+                    is_public,
+                    tags,
+                    user_id: Some(caller.clone()),
+                };
+                state.files.upload(upload, stream).await?
+            }
+            Target::Replace => {
+                state
+                    .files
+                    .replace(&caller, &bucket, &name, content, stream)
+                    .await?
+            }
+        };
         return Ok(file_json(state, &file));
     }
+}
+
+async fn upload_object(
+    state: State<AppState>,
+    session: SessionHeader,
+    query: RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    object_body(state, session, query, headers, body, Target::New).await
+}
+
+async fn replace_object(
+    state: State<AppState>,
+    session: SessionHeader,
+    query: RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    object_body(state, session, query, headers, body, Target::Replace).await
+}
+
+/// `upload-object` / `replace-object`: the body is the content (JSON-encoded by the client).
+async fn object_body(
+    State(state): State<AppState>,
+    session: SessionHeader,
+    query: RawQuery,
+    headers: HeaderMap,
+    body: Body,
+    target: Target,
+) -> Result<Json<Value>, ApiError> {
+    let bucket = query.require("bucket")?.to_string();
+    let name = match target {
+        Target::New => query.require("fileName")?,
+        Target::Replace => query.require("file")?,
+    }
+    .to_string();
+    let (is_public, tags) = upload_options(&query)?;
+    let content_type = query
+        .get("options")
+        .and_then(|o| serde_json::from_str::<Value>(o).ok())
+        .and_then(|o| {
+            o.get("contentType")
+                .and_then(Value::as_str)
+                .map(String::from)
+        })
+        .unwrap_or_else(|| "text/plain;charset=UTF-8".into());
+    let limit = usize::try_from(state.files.max_bytes())
+        .unwrap_or(usize::MAX)
+        .saturating_mul(4)
+        .saturating_add(1024);
+    // Read before answering anything, so errors reach the client on a usable connection.
+    let bytes = axum::body::to_bytes(body, limit).await;
+    let caller = before_upload(&state, &session, &bucket).await?;
+    let bytes = bytes.map_err(|_| FileError::TooLarge(state.files.max_bytes()))?;
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let content = decode_object_body(&bytes, json);
+    let stream =
+        futures_util::stream::iter([Ok::<_, std::convert::Infallible>(Bytes::from(content))]);
+    let file = match target {
+        Target::New => {
+            let upload = Upload {
+                bucket,
+                file_name: name,
+                content_type: Some(content_type),
+                part_file_name: None,
+                is_public,
+                tags,
+                user_id: Some(caller),
+            };
+            state.files.upload(upload, stream).await?
+        }
+        Target::Replace => {
+            let content = Content {
+                content_type: Some(content_type),
+                part_file_name: None,
+            };
+            state
+                .files
+                .replace(&caller, &bucket, &name, content, stream)
+                .await?
+        }
+    };
+    Ok(Json(file_json(&state, &file)))
 }
 
 /// `GET /_storage/{bucketId}/{fileId}`: public files for anyone (and private ones for their

@@ -734,3 +734,101 @@ async fn files_and_buckets_are_renamed_tagged_and_made_private() {
     .await
     .assert_error(400, "bucket_not_found");
 }
+
+#[tokio::test]
+async fn object_uploads_decode_the_clients_json_and_replace_keeps_the_file() {
+    let app = TestApp::spawn_with(spawn_with_files()).await;
+    let (_, me) = user(&app).await;
+    let (_, other) = user(&app).await;
+    let post = |path: String, body: Value, token: String| {
+        let app = &app;
+        async move {
+            let response = app
+                .http
+                .post(app.api(&path))
+                .header("X-Client-Key", KEY)
+                .header("Session", token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let options = "%7B%22contentType%22%3A%22text%2Fmarkdown%22%7D";
+    let (status, file) = post(
+        format!("/storage/bucket/upload-object?bucket=root&fileName=readme.md&options={options}"),
+        Value::from("# Hello"),
+        me.clone(),
+    )
+    .await;
+    assert_eq!(status, 200, "{file}");
+    assert_eq!(
+        (file["mimeType"].clone(), file["size"].clone()),
+        (Value::from("text/markdown"), Value::from(7))
+    );
+    let served = reqwest::get(file["publicPath"].as_str().unwrap())
+        .await
+        .unwrap();
+    let etag = served.headers()["etag"].clone();
+    assert_eq!(served.bytes().await.unwrap().as_ref(), b"# Hello");
+    let (_, buffer) = post(
+        "/storage/bucket/upload-object?bucket=root&fileName=bytes.bin".into(),
+        serde_json::json!({ "type": "Buffer", "data": [1, 2, 3] }),
+        me.clone(),
+    )
+    .await;
+    assert_eq!(buffer["size"], 3);
+    // Replace keeps the id, name and public path, and changes the bytes and the ETag.
+    let (status, replaced) = post(
+        format!("/storage/bucket/file/replace-object?bucket=root&file=readme.md&options={options}"),
+        Value::from("# Bye!"),
+        me.clone(),
+    )
+    .await;
+    assert_eq!(status, 200, "{replaced}");
+    assert_eq!(
+        (replaced["_id"].clone(), replaced["fileName"].clone()),
+        (file["_id"].clone(), file["fileName"].clone())
+    );
+    let served = reqwest::get(file["publicPath"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_ne!(served.headers()["etag"], etag);
+    assert_eq!(served.bytes().await.unwrap().as_ref(), b"# Bye!");
+    assert_eq!(app.blobs().len(), 2, "the replaced bytes are gone");
+    let (status, body) = post(
+        "/storage/bucket/file/replace-object?bucket=root&file=readme.md".into(),
+        Value::from("mine now"),
+        other.clone(),
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), body["errors"][0]["code"].clone()),
+        (403, Value::from("not_allowed"))
+    );
+    // Replace with a form, as the client's File/Blob path does.
+    let part = Part::bytes(PNG.to_vec())
+        .file_name("a.png")
+        .mime_str("image/png")
+        .unwrap();
+    let replaced: Value = app
+        .http
+        .post(app.api(&format!(
+            "/storage/bucket/file/replace-formdata?bucket=root&file=bytes.bin&options={OPTIONS}"
+        )))
+        .header("X-Client-Key", KEY)
+        .header("Session", &me)
+        .multipart(Form::new().part("file", part))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (replaced["mimeType"].clone(), replaced["size"].clone()),
+        (Value::from("image/png"), Value::from(PNG.len()))
+    );
+}
