@@ -49,20 +49,56 @@ pub fn routes() -> Router<AppState> {
         .route("/storage/bucket/file/get", post(file_info))
         .route("/storage/bucket/file/delete", post(delete_file))
         .route("/storage/bucket/file/download", post(download))
-        .route("/storage/bucket/rename", post(bucket_rename))
-        .route("/storage/bucket/make-public", post(bucket_make_public))
-        .route("/storage/bucket/make-private", post(bucket_make_private))
-        .route("/storage/bucket/add-tags", post(bucket_add_tags))
-        .route("/storage/bucket/remove-tags", post(bucket_remove_tags))
-        .route("/storage/bucket/update", post(bucket_update))
+        .route(
+            "/storage/bucket/rename",
+            post(|call: Call| change_bucket(call, Change::Rename)),
+        )
+        .route(
+            "/storage/bucket/make-public",
+            post(|call: Call| change_bucket(call, Change::Public(true))),
+        )
+        .route(
+            "/storage/bucket/make-private",
+            post(|call: Call| change_bucket(call, Change::Public(false))),
+        )
+        .route(
+            "/storage/bucket/add-tags",
+            post(|call: Call| change_bucket(call, Change::AddTags)),
+        )
+        .route(
+            "/storage/bucket/remove-tags",
+            post(|call: Call| change_bucket(call, Change::RemoveTags)),
+        )
+        .route(
+            "/storage/bucket/update",
+            post(|call: Call| change_bucket(call, Change::Update)),
+        )
         .route("/storage/bucket/empty", post(bucket_empty))
         .route("/storage/bucket/delete", post(bucket_delete))
-        .route("/storage/bucket/file/rename", post(file_rename))
-        .route("/storage/bucket/file/make-public", post(file_make_public))
-        .route("/storage/bucket/file/make-private", post(file_make_private))
-        .route("/storage/bucket/file/add-tags", post(file_add_tags))
-        .route("/storage/bucket/file/remove-tags", post(file_remove_tags))
-        .route("/storage/bucket/file/update", post(file_update))
+        .route(
+            "/storage/bucket/file/rename",
+            post(|call: Call| change_file(call, Change::Rename)),
+        )
+        .route(
+            "/storage/bucket/file/make-public",
+            post(|call: Call| change_file(call, Change::Public(true))),
+        )
+        .route(
+            "/storage/bucket/file/make-private",
+            post(|call: Call| change_file(call, Change::Public(false))),
+        )
+        .route(
+            "/storage/bucket/file/add-tags",
+            post(|call: Call| change_file(call, Change::AddTags)),
+        )
+        .route(
+            "/storage/bucket/file/remove-tags",
+            post(|call: Call| change_file(call, Change::RemoveTags)),
+        )
+        .route(
+            "/storage/bucket/file/update",
+            post(|call: Call| change_file(call, Change::Update)),
+        )
 }
 
 /// Public paths, served to browsers.
@@ -212,6 +248,9 @@ impl StorageRequest {
     }
 }
 
+/// What the bucket and file calls extract.
+type Call = (State<AppState>, SessionHeader, ApiJson<StorageRequest>);
+
 /// The storage calls that change a bucket or a file.
 enum Change {
     Rename,
@@ -254,9 +293,7 @@ impl Change {
 }
 
 async fn change_bucket(
-    state: AppState,
-    session: SessionHeader,
-    body: StorageRequest,
+    (State(state), session, ApiJson(body)): Call,
     change: Change,
 ) -> Result<Json<Value>, ApiError> {
     let changes = change.changes(&body)?;
@@ -269,9 +306,7 @@ async fn change_bucket(
 }
 
 async fn change_file(
-    state: AppState,
-    session: SessionHeader,
-    body: StorageRequest,
+    (State(state), session, ApiJson(body)): Call,
     change: Change,
 ) -> Result<Json<Value>, ApiError> {
     let changes = change.changes(&body)?;
@@ -281,56 +316,6 @@ async fn change_file(
         .change_file(&caller, body.bucket()?, body.file()?, &changes)
         .await?;
     Ok(Json(file_json(&state, &file)))
-}
-
-type Call = (State<AppState>, SessionHeader, ApiJson<StorageRequest>);
-
-async fn bucket_rename((State(s), h, ApiJson(b)): Call) -> Result<Json<Value>, ApiError> {
-    change_bucket(s, h, b, Change::Rename).await
-}
-
-async fn bucket_make_public((State(s), h, ApiJson(b)): Call) -> Result<Json<Value>, ApiError> {
-    change_bucket(s, h, b, Change::Public(true)).await
-}
-
-async fn bucket_make_private((State(s), h, ApiJson(b)): Call) -> Result<Json<Value>, ApiError> {
-    change_bucket(s, h, b, Change::Public(false)).await
-}
-
-async fn bucket_add_tags((State(s), h, ApiJson(b)): Call) -> Result<Json<Value>, ApiError> {
-    change_bucket(s, h, b, Change::AddTags).await
-}
-
-async fn bucket_remove_tags((State(s), h, ApiJson(b)): Call) -> Result<Json<Value>, ApiError> {
-    change_bucket(s, h, b, Change::RemoveTags).await
-}
-
-async fn bucket_update((State(s), h, ApiJson(b)): Call) -> Result<Json<Value>, ApiError> {
-    change_bucket(s, h, b, Change::Update).await
-}
-
-async fn file_rename((State(s), h, ApiJson(b)): Call) -> Result<Json<Value>, ApiError> {
-    change_file(s, h, b, Change::Rename).await
-}
-
-async fn file_make_public((State(s), h, ApiJson(b)): Call) -> Result<Json<Value>, ApiError> {
-    change_file(s, h, b, Change::Public(true)).await
-}
-
-async fn file_make_private((State(s), h, ApiJson(b)): Call) -> Result<Json<Value>, ApiError> {
-    change_file(s, h, b, Change::Public(false)).await
-}
-
-async fn file_add_tags((State(s), h, ApiJson(b)): Call) -> Result<Json<Value>, ApiError> {
-    change_file(s, h, b, Change::AddTags).await
-}
-
-async fn file_remove_tags((State(s), h, ApiJson(b)): Call) -> Result<Json<Value>, ApiError> {
-    change_file(s, h, b, Change::RemoveTags).await
-}
-
-async fn file_update((State(s), h, ApiJson(b)): Call) -> Result<Json<Value>, ApiError> {
-    change_file(s, h, b, Change::Update).await
 }
 
 async fn bucket_empty((State(s), h, ApiJson(b)): Call) -> Result<Json<Value>, ApiError> {
