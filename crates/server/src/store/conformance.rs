@@ -365,6 +365,16 @@ async fn taken_file_names_are_numbered(store: &dyn Store) {
     let mut sorted = names.clone();
     sorted.sort();
     assert_eq!(sorted, ["photo-1.png", "photo-2.png", "photo.png"]);
+    // A name uploaded again and again keeps counting up (user_<id> on every avatar change).
+    let mut last = String::new();
+    for i in 0..30 {
+        last = store
+            .insert_file(file(&format!("u{i}"), &root.id, "user_a%b"))
+            .await
+            .unwrap()
+            .file_name;
+    }
+    assert_eq!(last, "user_a%b-29");
     let found = store.file(&root.id, "f0").await.unwrap().unwrap();
     assert_eq!(found.tags, ["a"]);
     assert!(store.file("other", "f0").await.unwrap().is_none());

@@ -387,6 +387,43 @@ fn claim_unique(conn: &Connection, object: &ObjectWrite) -> StoreResult<()> {
     Ok(())
 }
 
+/// `name`, or the first free numbered form of it. Numbering starts past the count of
+/// numbered names already there, so a name uploaded again and again costs one or two checks,
+/// not one per earlier upload.
+fn free_name(
+    conn: &Connection,
+    bucket_id: &str,
+    name: &str,
+    taken: &dyn Fn(&str) -> StoreResult<bool>,
+) -> StoreResult<String> {
+    if !taken(name)? {
+        return Ok(name.to_string());
+    }
+    let escape = |s: &str| {
+        s.replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    };
+    let pattern = match numbered_name(name, 0).rsplit_once("-0") {
+        Some((stem, ext)) => format!("{}-%{}", escape(stem), escape(ext)),
+        None => format!("{}-%", escape(name)),
+    };
+    let numbered: i64 = conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM files WHERE bucket_id = ?1 AND file_name LIKE ?2 ESCAPE '\\'",
+        )
+        .and_then(|mut stmt| stmt.query_row(params![bucket_id, pattern], |row| row.get(0)))
+        .map_err(db_error)?;
+    let mut n = u32::try_from(numbered).unwrap_or(0) + 1;
+    loop {
+        let candidate = numbered_name(name, n);
+        if !taken(&candidate)? {
+            return Ok(candidate);
+        }
+        n += 1;
+    }
+}
+
 fn insert_session(conn: &Connection, s: &NewSession) -> StoreResult<()> {
     let agent = serde_json::to_string(&s.user_agent).map_err(backend)?;
     conn.prepare_cached(
@@ -963,12 +1000,7 @@ impl Store for SqliteStore {
                     .and_then(|mut stmt| stmt.exists(params![file.bucket_id, name]))
                     .map_err(db_error)
             };
-            let mut name = file.file_name.clone();
-            let mut n = 0;
-            while taken(&name)? {
-                n += 1;
-                name = numbered_name(&file.file_name, n);
-            }
+            let name = free_name(conn, &file.bucket_id, &file.file_name, &taken)?;
             execute(
                 conn,
                 "INSERT INTO files (id, bucket_id, file_name, blob_key, size, encoding, mime_type,
@@ -1130,12 +1162,7 @@ impl Store for SqliteStore {
                 .and_then(|mut stmt| stmt.exists(params![file.bucket_id, name, file.id]))
                 .map_err(db_error)
             };
-            let mut name = file.file_name.clone();
-            let mut n = 0;
-            while taken(&name)? {
-                n += 1;
-                name = numbered_name(&file.file_name, n);
-            }
+            let name = free_name(conn, &file.bucket_id, &file.file_name, &taken)?;
             execute(
                 conn,
                 "UPDATE files SET bucket_id = ?2, file_name = ?3, blob_key = ?4, size = ?5,
