@@ -153,6 +153,41 @@ request = function()
 end
 """.replace("PASSWORD", PASSWORD).replace("KEY", KEY))
 
+        user_id = request(f"{base}/_api/rest/v1/auth/user", headers={"Session": token})["_id"]
+        update = lua(tmp, "update.lua", """
+local n = 0
+request = function()
+  n = n + 1
+  local body = '{"model":"users","id":"USER","values":{"name":"Name ' .. n .. '"},"options":{"cache":"nocache","returnTop":false}}'
+  return wrk.format("POST", "/_api/rest/v1/db/object/update",
+    {["Content-Type"] = "application/json", ["X-Client-Key"] = "KEY", ["Session"] = "TOKEN"}, body)
+end
+""".replace("USER", user_id).replace("KEY", KEY).replace("TOKEN", token))
+        png = b"\x89PNG\r\n\x1a\n" + bytes(100 * 1024 - 8)
+        boundary = "basaltbenchboundary"
+        multipart = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n"
+                     f"Content-Type: image/png\r\n\r\n").encode() + png + f"\r\n--{boundary}--\r\n".encode()
+        body_path = os.path.join(tmp, "upload.bin")
+        with open(body_path, "wb") as f:
+            f.write(multipart)
+        upload = lua(tmp, "upload.lua", """
+local f = io.open("BODY", "rb")
+local body = f:read("*a")
+f:close()
+request = function()
+  return wrk.format("POST", "/_api/rest/v1/storage/bucket/upload-formdata?bucket=root&fileName=avatar.png",
+    {["Content-Type"] = "multipart/form-data; boundary=BOUNDARY", ["X-Client-Key"] = "KEY", ["Session"] = "TOKEN"}, body)
+end
+""".replace("BODY", body_path).replace("BOUNDARY", boundary).replace("KEY", KEY).replace("TOKEN", users[2][1]))
+        sample = urllib.request.Request(
+            f"{base}/_api/rest/v1/storage/bucket/upload-formdata?bucket=root&fileName=public.png",
+            data=multipart, method="POST")
+        sample.add_header("X-Client-Key", KEY)
+        sample.add_header("Session", users[3][1])
+        sample.add_header("Content-Type", f"multipart/form-data; boundary={boundary}")
+        with urllib.request.urlopen(sample, timeout=30) as resp:
+            public_path = json.loads(resp.read())["publicPath"]
+
         rows = []
         c, s = args.connections, args.seconds
         cases = [
@@ -163,6 +198,9 @@ end
              (f"X-Client-Key: {KEY}", f"Session: {users[1][1]}")),
             ("POST signin-email", base, signin, ()),
             ("POST signup-email", base, signup, ()),
+            ("POST db/object/update (own)", base, update, ()),
+            ("POST upload 100 KiB", base, upload, ()),
+            ("GET public file 100 KiB", public_path, None, ()),
         ]
         for name, url, script, headers in cases:
             reset_peak(proc.pid)

@@ -6,6 +6,7 @@
 //! - [`auth`]: accounts, passwords, sessions, emailed links.
 //! - [`profile`]: the `users` model of the database API.
 //! - [`records`]: objects of the models declared in the configuration.
+//! - [`expr`]: the filter language (parser, reference evaluator), shared by records and store.
 //! - [`files`]: uploads, the blob store, what public paths serve.
 //! - [`mail`]: templates, transports, the background sender of the outbox.
 //! - [`limits`]: rate limits.
@@ -18,6 +19,7 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod expr;
 pub mod files;
 pub mod http;
 pub mod keys;

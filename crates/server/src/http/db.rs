@@ -12,8 +12,9 @@ use super::error::ApiError;
 use super::extract::{ApiJson, SessionHeader};
 use super::views::user_json;
 use crate::auth::Caller;
+use crate::expr::ExprError;
 use crate::profile::{ProfileError, UserView};
-use crate::records::{FieldUpdate, RecordError};
+use crate::records::{FieldUpdate, QuerySpec, RecordError};
 use crate::state::AppState;
 
 /// The database routes, relative to `/_api/rest/v1`.
@@ -24,6 +25,12 @@ pub fn routes() -> Router<AppState> {
         .route("/db/object/update", post(update_object))
         .route("/db/object/update-fields", post(update_fields))
         .route("/db/object/delete", post(delete_object))
+        .route("/db/get-list", post(get_list))
+        .route("/db/get-single", post(get_single))
+        .route("/db/create", post(create_many))
+        .route("/db/update", post(update_matching))
+        .route("/db/update-fields", post(update_fields_matching))
+        .route("/db/delete", post(delete_matching))
 }
 
 #[derive(Debug, Deserialize)]
@@ -105,6 +112,24 @@ impl From<RecordError> for ApiError {
                     code: "not_unique",
                     message,
                     details: Some(serde_json::json!({ "field": field })),
+                }],
+                retry_after: None,
+            },
+            RecordError::Expression(ExprError::Invalid { position, message }) => ApiError::Client {
+                status: StatusCode::BAD_REQUEST,
+                entries: vec![super::error::ErrorEntry {
+                    code: "invalid_expression",
+                    message: format!("The expression is not valid: {message}"),
+                    details: Some(serde_json::json!({ "position": position })),
+                }],
+                retry_after: None,
+            },
+            RecordError::Expression(ExprError::Unsupported { name }) => ApiError::Client {
+                status: StatusCode::BAD_REQUEST,
+                entries: vec![super::error::ErrorEntry {
+                    code: "unsupported_function",
+                    message: format!("The function {name} is not supported."),
+                    details: Some(serde_json::json!({ "function": name })),
                 }],
                 retry_after: None,
             },
@@ -218,4 +243,177 @@ async fn delete_object(
     let caller_id = caller.as_ref().map(|c| c.user.id.as_str());
     state.records.delete(caller_id, model, id).await?;
     Ok(Json(Value::Null))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct QueryRequest {
+    model: Option<String>,
+    query: Option<QuerySpec>,
+    values: Option<Value>,
+    updates: Option<Vec<FieldUpdate>>,
+    /// Any truthy JSON value asks for count information (protocol.md §2.6).
+    return_count_info: Option<Value>,
+}
+
+impl QueryRequest {
+    /// The model, which must be a declared one (queries over `users` come later).
+    fn model(&self) -> Result<&str, ApiError> {
+        let model = self
+            .model
+            .as_deref()
+            .filter(|m| !m.is_empty())
+            .ok_or_else(|| ApiError::missing("model"))?;
+        if model == "users" {
+            return Err(ApiError::client(
+                StatusCode::BAD_REQUEST,
+                "not_supported",
+                "Queries over users are not supported yet; use object/get.",
+            ));
+        }
+        Ok(model)
+    }
+
+    fn spec(&self) -> QuerySpec {
+        self.query.clone().unwrap_or_default()
+    }
+
+    fn wants_count(&self) -> bool {
+        match &self.return_count_info {
+            None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+            Some(Value::Number(n)) => n.as_f64() != Some(0.0),
+            Some(Value::String(s)) => !s.is_empty(),
+            Some(_) => true,
+        }
+    }
+}
+
+async fn get_list(
+    State(state): State<AppState>,
+    session: SessionHeader,
+    ApiJson(body): ApiJson<QueryRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let caller = reader(&state, &session).await;
+    let caller_id = caller.as_ref().map(|c| c.user.id.as_str());
+    let (objects, info) = state
+        .records
+        .list(caller_id, body.model()?, &body.spec(), body.wants_count())
+        .await?;
+    Ok(Json(match info {
+        Some(info) => serde_json::json!({ "result": objects, "countInfo": info.to_json() }),
+        None => Value::Array(objects),
+    }))
+}
+
+async fn get_single(
+    State(state): State<AppState>,
+    session: SessionHeader,
+    ApiJson(body): ApiJson<QueryRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let caller = reader(&state, &session).await;
+    let caller_id = caller.as_ref().map(|c| c.user.id.as_str());
+    let spec = QuerySpec {
+        limit: Some(1),
+        page: None,
+        ..body.spec()
+    };
+    let (mut objects, _) = state
+        .records
+        .list(caller_id, body.model()?, &spec, false)
+        .await?;
+    Ok(Json(objects.pop().unwrap_or(Value::Null)))
+}
+
+async fn create_many(
+    State(state): State<AppState>,
+    session: SessionHeader,
+    ApiJson(body): ApiJson<QueryRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let model = body.model()?;
+    let (values, many) = match &body.values {
+        Some(Value::Object(one)) => (vec![one.clone()], false),
+        Some(Value::Array(items)) => (
+            items
+                .iter()
+                .map(|item| item.as_object().cloned())
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| ApiError::validation("values", "values must be objects."))?,
+            true,
+        ),
+        None => return Err(ApiError::missing("values")),
+        Some(_) => {
+            return Err(ApiError::validation(
+                "values",
+                "values must be an object or a list of objects.",
+            ));
+        }
+    };
+    let caller = session.caller(&state).await?;
+    let caller_id = caller.as_ref().map(|c| c.user.id.as_str());
+    let mut created = state.records.create(caller_id, model, values).await?;
+    Ok(Json(if many {
+        Value::Array(created)
+    } else {
+        created.pop().unwrap_or(Value::Null)
+    }))
+}
+
+async fn update_matching(
+    State(state): State<AppState>,
+    session: SessionHeader,
+    ApiJson(body): ApiJson<QueryRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let model = body.model()?;
+    let values = match &body.values {
+        Some(Value::Object(values)) => values.clone(),
+        None => return Err(ApiError::missing("values")),
+        Some(_) => return Err(ApiError::validation("values", "values must be an object.")),
+    };
+    let caller = session.caller(&state).await?;
+    let caller_id = caller.as_ref().map(|c| c.user.id.as_str());
+    let (total, updated) = state
+        .records
+        .update_matching(caller_id, model, &body.spec(), values)
+        .await?;
+    Ok(Json(
+        serde_json::json!({ "totalMatch": total, "updated": updated }),
+    ))
+}
+
+async fn update_fields_matching(
+    State(state): State<AppState>,
+    session: SessionHeader,
+    ApiJson(body): ApiJson<QueryRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let model = body.model()?;
+    let updates = body
+        .updates
+        .clone()
+        .ok_or_else(|| ApiError::missing("updates"))?;
+    let caller = session.caller(&state).await?;
+    let caller_id = caller.as_ref().map(|c| c.user.id.as_str());
+    let (total, updated) = state
+        .records
+        .update_fields_matching(caller_id, model, &body.spec(), updates)
+        .await?;
+    Ok(Json(
+        serde_json::json!({ "totalMatch": total, "updated": updated }),
+    ))
+}
+
+async fn delete_matching(
+    State(state): State<AppState>,
+    session: SessionHeader,
+    ApiJson(body): ApiJson<QueryRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let model = body.model()?;
+    let caller = session.caller(&state).await?;
+    let caller_id = caller.as_ref().map(|c| c.user.id.as_str());
+    let (total, deleted) = state
+        .records
+        .delete_matching(caller_id, model, &body.spec())
+        .await?;
+    Ok(Json(
+        serde_json::json!({ "totalMatch": total, "deleted": deleted }),
+    ))
 }

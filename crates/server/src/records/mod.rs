@@ -1,8 +1,10 @@
 //! Records: objects of the models declared in the configuration, with their access rules,
 //! field types, required fields, defaults and unique fields (protocol.md §5.3).
 
+mod query;
 mod update;
 
+pub use query::{CountInfo, DEFAULT_LIMIT, MAX_LIMIT, QuerySpec, SortKey};
 pub use update::{FieldUpdate, apply_update};
 
 use std::collections::HashMap;
@@ -46,6 +48,9 @@ pub enum RecordError {
     /// A unique field's value is taken.
     #[error("Another object already has this {0}.")]
     NotUnique(String),
+    /// A filter or sort could not be used.
+    #[error("{0}")]
+    Expression(crate::expr::ExprError),
     /// Storage failed.
     #[error("database unavailable: {0}")]
     Unavailable(String),

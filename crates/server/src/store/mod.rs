@@ -5,6 +5,7 @@
 
 #[cfg(test)]
 mod conformance;
+pub mod sql_filter;
 mod sqlite;
 
 pub use sqlite::SqliteStore;
@@ -322,6 +323,25 @@ pub struct ObjectRecord {
     pub updated_at: Millis,
 }
 
+/// A query over the objects of a model.
+#[derive(Debug, Clone)]
+pub struct ObjectQuery {
+    /// Model name.
+    pub model: String,
+    /// Only objects owned by this user (the `owner` access rule).
+    pub owner: Option<String>,
+    /// The compiled filter, if any.
+    pub filter: Option<sql_filter::SqlFilter>,
+    /// The `ORDER BY` clause (from `sql_filter::order_by`).
+    pub order_by: String,
+    /// Page size.
+    pub limit: u32,
+    /// Objects skipped.
+    pub offset: u64,
+    /// Also count every match (ignoring the page).
+    pub count: bool,
+}
+
 /// A value of a field declared unique: `(field, canonical JSON of the value)`.
 pub type UniqueValue = (String, String);
 
@@ -525,6 +545,11 @@ pub trait Store: Send + Sync + 'static {
     -> StoreResult<bool>;
     /// Delete an object. Returns whether it existed.
     async fn delete_object(&self, model: &str, id: &str) -> StoreResult<bool>;
+    /// A page of matching objects and, when asked, how many match in all.
+    async fn query_objects(
+        &self,
+        query: ObjectQuery,
+    ) -> StoreResult<(Vec<ObjectRecord>, Option<u64>)>;
 
     /// Whether the database answers.
     async fn ping(&self) -> StoreResult<()>;

@@ -16,8 +16,8 @@ use tokio::sync::{Semaphore, oneshot};
 
 use super::{
     BucketRecord, ClientKeyRecord, FileRecord, MailRecord, Millis, NewMail, NewSession, NewToken,
-    NewUser, ObjectRecord, ObjectWrite, RedeemGrant, ResetPassword, SessionRecord, SessionRef,
-    Store, StoreError, StoreResult, TokenKind, TokenRecord, UserRecord, numbered_name,
+    NewUser, ObjectQuery, ObjectRecord, ObjectWrite, RedeemGrant, ResetPassword, SessionRecord,
+    SessionRef, Store, StoreError, StoreResult, TokenKind, TokenRecord, UserRecord, numbered_name,
 };
 
 /// Migrations, applied in order; `PRAGMA user_version` counts those applied.
@@ -1096,6 +1096,48 @@ impl Store for SqliteStore {
                 other => other,
             })?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn query_objects(
+        &self,
+        query: ObjectQuery,
+    ) -> StoreResult<(Vec<ObjectRecord>, Option<u64>)> {
+        self.read(move |conn| {
+            let mut condition = String::from("model = ?");
+            let mut params: Vec<rusqlite::types::Value> = vec![query.model.clone().into()];
+            if let Some(owner) = &query.owner {
+                condition.push_str(" AND owner_id = ?");
+                params.push(owner.clone().into());
+            }
+            if let Some(filter) = &query.filter {
+                condition.push_str(" AND (");
+                condition.push_str(&filter.sql);
+                condition.push(')');
+                params.extend(filter.params.iter().cloned());
+            }
+            let total = if query.count {
+                let sql = format!("SELECT COUNT(*) FROM objects WHERE {condition}");
+                let n: i64 = conn
+                    .prepare_cached(&sql)?
+                    .query_row(rusqlite::params_from_iter(params.iter()), |row| row.get(0))?;
+                Some(u64::try_from(n).unwrap_or(0))
+            } else {
+                None
+            };
+            let sql = format!(
+                "SELECT * FROM objects WHERE {condition} {} LIMIT ? OFFSET ?",
+                query.order_by
+            );
+            let mut page = params;
+            page.push(i64::from(query.limit).into());
+            page.push(i64::try_from(query.offset).unwrap_or(i64::MAX).into());
+            let rows = conn
+                .prepare_cached(&sql)?
+                .query_map(rusqlite::params_from_iter(page.iter()), object_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok((rows, total))
         })
         .await
     }

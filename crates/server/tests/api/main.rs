@@ -8,6 +8,7 @@ mod db;
 mod files;
 mod links;
 mod passwords;
+mod queries;
 mod rate_limits;
 mod records;
 mod sessions;
