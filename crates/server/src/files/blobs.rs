@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{GetOptions, GetRange, ObjectStore, WriteMultipart};
+use object_store::{GetOptions, GetRange, ObjectStore, PutPayload, WriteMultipart};
 
 /// Why a blob operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -22,28 +22,59 @@ impl From<object_store::Error> for BlobError {
     }
 }
 
+/// Blobs up to this size are written in one `put` from memory; larger ones stream.
+const SMALL_BLOB: usize = 1024 * 1024;
+
 /// An upload in progress: write chunks, then `finish` or `abort` (nothing is left behind).
+/// Small blobs are kept in memory and written at once; past `SMALL_BLOB` they stream as a
+/// multipart upload.
 pub struct BlobWriter {
-    inner: WriteMultipart,
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    buffer: Vec<u8>,
+    streaming: Option<WriteMultipart>,
 }
 
 impl BlobWriter {
     /// Append bytes.
     pub async fn write(&mut self, chunk: &[u8]) -> Result<(), BlobError> {
-        self.inner.wait_for_capacity(4).await?;
-        self.inner.write(chunk);
+        if self.streaming.is_none() && self.buffer.len() + chunk.len() <= SMALL_BLOB {
+            self.buffer.extend_from_slice(chunk);
+            return Ok(());
+        }
+        if self.streaming.is_none() {
+            let upload = self.store.put_multipart(&self.path).await?;
+            let mut writer = WriteMultipart::new(upload);
+            writer.write(&std::mem::take(&mut self.buffer));
+            self.streaming = Some(writer);
+        }
+        if let Some(writer) = &mut self.streaming {
+            writer.wait_for_capacity(4).await?;
+            writer.write(chunk);
+        }
         Ok(())
     }
 
     /// Make the blob visible.
     pub async fn finish(self) -> Result<(), BlobError> {
-        self.inner.finish().await?;
+        match self.streaming {
+            Some(writer) => {
+                writer.finish().await?;
+            }
+            None => {
+                self.store
+                    .put(&self.path, PutPayload::from(self.buffer))
+                    .await?;
+            }
+        }
         Ok(())
     }
 
     /// Drop what was written.
     pub async fn abort(self) -> Result<(), BlobError> {
-        self.inner.abort().await?;
+        if let Some(writer) = self.streaming {
+            writer.abort().await?;
+        }
         Ok(())
     }
 }
@@ -65,24 +96,32 @@ impl Blobs {
     }
 
     /// Start writing a new blob.
-    pub async fn create(&self, key: &str) -> Result<BlobWriter, BlobError> {
-        let upload = self.store.put_multipart(&Path::from(key)).await?;
-        Ok(BlobWriter {
-            inner: WriteMultipart::new(upload),
-        })
+    pub fn create(&self, key: &str) -> BlobWriter {
+        BlobWriter {
+            store: self.store.clone(),
+            path: Path::from(key),
+            buffer: Vec::new(),
+            streaming: None,
+        }
     }
 
-    /// Stream a blob, or a byte range of it.
+    /// Stream a blob, or a byte range of it. `len` is how many bytes that is: small reads
+    /// are done in one go rather than chunk by chunk.
     pub async fn read(
         &self,
         key: &str,
         range: Option<Range<u64>>,
+        len: u64,
     ) -> Result<BoxStream<'static, Result<Bytes, BlobError>>, BlobError> {
         let options = GetOptions {
             range: range.map(GetRange::Bounded),
             ..GetOptions::default()
         };
         let result = self.store.get_opts(&Path::from(key), options).await?;
+        if len <= SMALL_BLOB as u64 {
+            let bytes = result.bytes().await?;
+            return Ok(futures_util::stream::once(async { Ok(bytes) }).boxed());
+        }
         Ok(result
             .into_stream()
             .map(|chunk| chunk.map_err(BlobError::from))

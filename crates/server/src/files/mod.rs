@@ -278,7 +278,7 @@ impl FileService {
         E: std::fmt::Display,
     {
         let key = format!("{bucket_id}/{}", new_id(self.clock.now()));
-        let mut writer = self.blobs.create(&key).await?;
+        let mut writer = self.blobs.create(&key);
         let mut body = body;
         let mut size = 0u64;
         let mut digest = Sha256::new();
@@ -536,7 +536,9 @@ impl FileService {
         file: &FileRecord,
         range: Option<std::ops::Range<u64>>,
     ) -> Result<BoxStream<'static, Result<Bytes, BlobError>>, FileError> {
-        Ok(self.blobs.read(&file.blob_key, range).await?)
+        let size = u64::try_from(file.size).unwrap_or(0);
+        let len = range.as_ref().map_or(size, |r| r.end - r.start);
+        Ok(self.blobs.read(&file.blob_key, range, len).await?)
     }
 }
 
