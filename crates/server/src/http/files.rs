@@ -516,7 +516,7 @@ async fn upload_formdata(
     session: SessionHeader,
     query: RawQuery,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, ClosingError> {
     formdata(state, session, query, multipart, Target::New).await
 }
 
@@ -525,7 +525,7 @@ async fn replace_formdata(
     session: SessionHeader,
     query: RawQuery,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, ClosingError> {
     formdata(state, session, query, multipart, Target::Replace).await
 }
 
@@ -535,13 +535,13 @@ async fn formdata(
     query: RawQuery,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
     target: Target,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, ClosingError> {
     let mut multipart = multipart.map_err(|_| {
-        ApiError::client(
+        ClosingError(ApiError::client(
             StatusCode::BAD_REQUEST,
             "invalid_body",
             "The body must be multipart/form-data with a part named 'file'.",
-        )
+        ))
     })?;
     let outcome = store_formdata(&state, &session, &query, &mut multipart, target).await;
     if outcome.is_err() {
@@ -560,7 +560,33 @@ async fn formdata(
         };
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drain).await;
     }
-    outcome.map(Json)
+    Ok(Json(outcome?))
+}
+
+/// An upload refused before its body was read to the end: the answer closes the connection,
+/// so clients do not send their next request down a socket the server drops.
+struct ClosingError(ApiError);
+
+impl From<ApiError> for ClosingError {
+    fn from(err: ApiError) -> Self {
+        Self(err)
+    }
+}
+
+impl From<FileError> for ClosingError {
+    fn from(err: FileError) -> Self {
+        Self(err.into())
+    }
+}
+
+impl IntoResponse for ClosingError {
+    fn into_response(self) -> Response {
+        let mut response = self.0.into_response();
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        response
+    }
 }
 
 /// The checks every upload makes before reading its body: a session, the upload rate, the
@@ -636,7 +662,7 @@ async fn upload_object(
     query: RawQuery,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, ClosingError> {
     object_body(state, session, query, headers, body, Target::New).await
 }
 
@@ -646,7 +672,7 @@ async fn replace_object(
     query: RawQuery,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, ClosingError> {
     object_body(state, session, query, headers, body, Target::Replace).await
 }
 
@@ -658,7 +684,7 @@ async fn object_body(
     headers: HeaderMap,
     body: Body,
     target: Target,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, ClosingError> {
     let bucket = query.require("bucket")?.to_string();
     let name = match target {
         Target::New => query.require("fileName")?,

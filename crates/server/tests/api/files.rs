@@ -243,6 +243,23 @@ async fn upload_errors_are_clear() {
         (status.as_u16(), &body["errors"][0]["code"]),
         (401, &Value::from("missing_session_token"))
     );
+    // A refused upload closes its connection: clients must not reuse a socket whose request
+    // body the server may not have read to the end.
+    let part = Part::bytes(PNG.to_vec())
+        .file_name("blob")
+        .mime_str("image/png")
+        .unwrap();
+    let refused = app
+        .http
+        .post(app.api(&format!(
+            "/storage/bucket/upload-formdata?bucket=root&fileName=a.png&options={OPTIONS}"
+        )))
+        .header("X-Client-Key", KEY)
+        .multipart(Form::new().part("file", part))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.headers()["connection"], "close");
     for name in ["..%2F..%2Fetc%2Fpasswd", "a%00b", "line%0Abreak"] {
         let (status, body) =
             upload(&app, Some(&token), "root", name, PNG.to_vec(), "image/png").await;
