@@ -63,11 +63,16 @@ impl ObjectRequest {
     }
 
     fn values(&self) -> Result<Map<String, Value>, ApiError> {
-        match &self.values {
-            Some(Value::Object(values)) => Ok(values.clone()),
-            None => Err(ApiError::missing("values")),
-            Some(_) => Err(ApiError::validation("values", "values must be an object.")),
-        }
+        object_values(self.values.as_ref())
+    }
+}
+
+/// `values` that must be one object.
+fn object_values(values: Option<&Value>) -> Result<Map<String, Value>, ApiError> {
+    match values {
+        Some(Value::Object(values)) => Ok(values.clone()),
+        None => Err(ApiError::missing("values")),
+        Some(_) => Err(ApiError::validation("values", "values must be an object.")),
     }
 }
 
@@ -364,11 +369,7 @@ async fn update_matching(
     ApiJson(body): ApiJson<QueryRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let model = body.model()?;
-    let values = match &body.values {
-        Some(Value::Object(values)) => values.clone(),
-        None => return Err(ApiError::missing("values")),
-        Some(_) => return Err(ApiError::validation("values", "values must be an object.")),
-    };
+    let values = object_values(body.values.as_ref())?;
     let caller = session.caller(&state).await?;
     let caller_id = caller.as_ref().map(|c| c.user.id.as_str());
     let (total, updated) = state
