@@ -227,18 +227,29 @@ impl RecordService {
         id: &str,
     ) -> Result<(), RecordError> {
         let config = self.model(model)?;
-        let record = self
-            .store
-            .object(model, id)
-            .await?
-            .filter(|record| can_read(config.access, caller, record))
-            .ok_or(RecordError::NotFound)?;
-        check_write(config.access, caller, &record)?;
+        self.writable(config, caller, id).await?;
         if self.store.delete_object(model, id).await? {
             Ok(())
         } else {
             Err(RecordError::NotFound)
         }
+    }
+
+    /// The object, if the caller may write it: one they may not read is not found.
+    async fn writable(
+        &self,
+        config: &ModelConfig,
+        caller: Option<&str>,
+        id: &str,
+    ) -> Result<ObjectRecord, RecordError> {
+        let record = self
+            .store
+            .object(&config.name, id)
+            .await?
+            .filter(|record| can_read(config.access, caller, record))
+            .ok_or(RecordError::NotFound)?;
+        check_write(config.access, caller, &record)?;
+        Ok(record)
     }
 
     /// Read, change, validate, write if nobody wrote meanwhile (else retry).
@@ -251,13 +262,7 @@ impl RecordService {
     ) -> Result<Value, RecordError> {
         let config = self.model(model)?;
         for _ in 0..RETRIES {
-            let record = self
-                .store
-                .object(model, id)
-                .await?
-                .filter(|record| can_read(config.access, caller, record))
-                .ok_or(RecordError::NotFound)?;
-            check_write(config.access, caller, &record)?;
+            let record = self.writable(config, caller, id).await?;
             let expected = record.version;
             let mut data = record.data.clone();
             change(&mut data)?;

@@ -248,12 +248,16 @@ impl SqliteStore {
     }
 }
 
-fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
-    let data: String = row.get("data")?;
-    let data = match serde_json::from_str::<Value>(&data) {
+/// A stored JSON document (`data` columns are always objects; anything else reads as empty).
+fn json_object(text: &str) -> Map<String, Value> {
+    match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(map)) => map,
         _ => Map::new(),
-    };
+    }
+}
+
+fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
+    let data = json_object(&row.get::<_, String>("data")?);
     Ok(UserRecord {
         id: row.get("id")?,
         email: row.get("email")?,
@@ -351,10 +355,7 @@ fn object_from_row(row: &Row<'_>) -> rusqlite::Result<ObjectRecord> {
         id: row.get("id")?,
         model: row.get("model")?,
         owner_id: row.get("owner_id")?,
-        data: match serde_json::from_str::<Value>(&data) {
-            Ok(Value::Object(map)) => map,
-            _ => Map::new(),
-        },
+        data: json_object(&data),
         version: row.get("version")?,
         created_at: row.get("created_at")?,
         updated_at: row.get("updated_at")?,
@@ -961,10 +962,7 @@ impl Store for SqliteStore {
             let Some(current) = current else {
                 return Ok(None);
             };
-            let mut data = match serde_json::from_str::<Value>(&current) {
-                Ok(Value::Object(map)) => map,
-                _ => Map::new(),
-            };
+            let mut data = json_object(&current);
             data.extend(patch);
             let text = serde_json::to_string(&data).map_err(backend)?;
             execute(
