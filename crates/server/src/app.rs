@@ -138,17 +138,22 @@ impl App {
             clock.clone(),
             config.storage.max_file_bytes,
         );
-        let profile = ProfileService::new(
+        let profile = Arc::new(ProfileService::new(
             store.clone(),
             clock.clone(),
             config.database.users_public_fields.clone(),
+        ));
+        let records = RecordService::new(
+            store.clone(),
+            clock.clone(),
+            &config.database.models,
+            profile.clone(),
         );
-        let records = RecordService::new(store.clone(), clock.clone(), &config.database.models);
         let state = AppState::new(Shared {
             records: Arc::new(records),
             auth: Arc::new(auth),
             files: Arc::new(files),
-            profile: Arc::new(profile),
+            profile,
             store,
             keys,
             limits,

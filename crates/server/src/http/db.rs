@@ -14,7 +14,7 @@ use super::views::user_json;
 use crate::auth::Caller;
 use crate::expr::ExprError;
 use crate::profile::{ProfileError, UserView};
-use crate::records::{FieldUpdate, QuerySpec, RecordError};
+use crate::records::{Computation, FieldUpdate, LookupSpec, QuerySpec, RecordError};
 use crate::state::AppState;
 
 /// The database routes, relative to `/_api/rest/v1`.
@@ -31,6 +31,8 @@ pub fn routes() -> Router<AppState> {
         .route("/db/update", post(update_matching))
         .route("/db/update-fields", post(update_fields_matching))
         .route("/db/delete", post(delete_matching))
+        .route("/db/get-random", post(get_random))
+        .route("/db/compute", post(compute))
 }
 
 #[derive(Debug, Deserialize)]
@@ -42,9 +44,8 @@ struct ObjectRequest {
     /// Cache hints and `returnTop`: accepted and ignored (protocol.md §5.2).
     #[serde(rename = "options")]
     _options: Option<Value>,
-    /// Lookups of `object/get`: not yet supported, ignored.
-    #[serde(rename = "lookups")]
-    _lookups: Option<Value>,
+    /// Lookups of `object/get` (§5.6).
+    lookups: Option<Vec<LookupSpec>>,
 }
 
 impl ObjectRequest {
@@ -138,6 +139,9 @@ impl From<RecordError> for ApiError {
                 }],
                 retry_after: None,
             },
+            RecordError::TooBroad(_) => {
+                ApiError::client(StatusCode::BAD_REQUEST, "query_too_broad", message)
+            }
             RecordError::Unavailable(cause) => crate::auth::AuthError::Unavailable(cause).into(),
         }
     }
@@ -163,7 +167,10 @@ async fn get_object(
             None => Value::Null,
         }));
     }
-    let object = state.records.get(caller_id, model, id).await?;
+    let object = state
+        .records
+        .get(caller_id, model, id, body.lookups.as_deref())
+        .await?;
     Ok(Json(object.unwrap_or(Value::Null)))
 }
 
@@ -259,6 +266,10 @@ struct QueryRequest {
     updates: Option<Vec<FieldUpdate>>,
     /// Any truthy JSON value asks for count information (protocol.md §2.6).
     return_count_info: Option<Value>,
+    /// How many objects `get-random` returns.
+    count: Option<u64>,
+    /// What `compute` computes.
+    computations: Option<Vec<Computation>>,
 }
 
 impl QueryRequest {
@@ -417,4 +428,37 @@ async fn delete_matching(
     Ok(Json(
         serde_json::json!({ "totalMatch": total, "deleted": deleted }),
     ))
+}
+
+async fn get_random(
+    State(state): State<AppState>,
+    session: SessionHeader,
+    ApiJson(body): ApiJson<QueryRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let caller = reader(&state, &session).await;
+    let caller_id = caller.as_ref().map(|c| c.user.id.as_str());
+    let count = body.count.ok_or_else(|| ApiError::missing("count"))?;
+    let objects = state
+        .records
+        .random(caller_id, body.model()?, &body.spec(), count)
+        .await?;
+    Ok(Json(Value::Array(objects)))
+}
+
+async fn compute(
+    State(state): State<AppState>,
+    session: SessionHeader,
+    ApiJson(body): ApiJson<QueryRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let caller = reader(&state, &session).await;
+    let caller_id = caller.as_ref().map(|c| c.user.id.as_str());
+    let computations = body
+        .computations
+        .as_deref()
+        .ok_or_else(|| ApiError::missing("computations"))?;
+    let groups = state
+        .records
+        .compute(caller_id, body.model()?, &body.spec(), computations)
+        .await?;
+    Ok(Json(Value::Array(groups)))
 }

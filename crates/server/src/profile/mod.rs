@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::clock::SharedClock;
+use serde_json::json;
+
+use crate::clock::{SharedClock, iso};
 use crate::records::{MAX_DEPTH, depth};
 use crate::store::{Store, StoreError, UserRecord};
 
@@ -60,6 +62,50 @@ pub enum UserView {
     Own(UserRecord),
     /// Someone else's account: `_id` and the public fields.
     Public(Map<String, Value>),
+}
+
+/// Fields the server owns; profile data can never shadow them.
+const OWNED: &[&str] = &[
+    "_id",
+    "provider",
+    "providerUserId",
+    "email",
+    "emailVerified",
+    "password",
+    "signUpAt",
+    "lastLoginAt",
+    "createdAt",
+    "updatedAt",
+];
+
+/// A User object: system fields, then profile fields; never a password.
+pub fn user_json(user: &UserRecord) -> Value {
+    let mut map = Map::new();
+    map.insert("_id".into(), json!(user.id));
+    map.insert("provider".into(), json!(user.provider));
+    map.insert("providerUserId".into(), json!(user.provider_user_id));
+    map.insert("email".into(), json!(user.email));
+    map.insert("emailVerified".into(), json!(user.email_verified));
+    for (key, value) in &user.data {
+        if !OWNED.contains(&key.as_str()) {
+            map.insert(key.clone(), value.clone());
+        }
+    }
+    map.insert("signUpAt".into(), json!(iso(user.sign_up_at)));
+    map.insert("lastLoginAt".into(), json!(iso(user.last_login_at)));
+    map.insert("createdAt".into(), json!(iso(user.created_at)));
+    map.insert("updatedAt".into(), json!(iso(user.updated_at)));
+    Value::Object(map)
+}
+
+impl UserView {
+    /// As the database API answers it.
+    pub fn into_json(self) -> Value {
+        match self {
+            Self::Own(user) => user_json(&user),
+            Self::Public(fields) => Value::Object(fields),
+        }
+    }
 }
 
 /// The profile rules.

@@ -1,10 +1,14 @@
 //! Records: objects of the models declared in the configuration, with their access rules,
 //! field types, required fields, defaults and unique fields (protocol.md §5.3).
 
+mod compute;
+mod lookup;
 mod query;
 mod update;
 
-pub use query::{CountInfo, DEFAULT_LIMIT, MAX_LIMIT, QuerySpec, SortKey};
+pub use compute::Computation;
+pub use lookup::LookupSpec;
+pub use query::{CountInfo, DEFAULT_LIMIT, MAX_LIMIT, MAX_LOOKUP_SCAN, QuerySpec, SortKey};
 pub use update::{FieldUpdate, apply_update};
 
 use std::collections::HashMap;
@@ -15,6 +19,7 @@ use serde_json::{Map, Value};
 use crate::auth::token::new_id;
 use crate::clock::{SharedClock, iso};
 use crate::config::{Access, FieldType, ModelConfig};
+use crate::profile::ProfileService;
 use crate::store::{ObjectRecord, ObjectWrite, Store, StoreError};
 
 /// Deepest nesting of a stored value.
@@ -51,6 +56,11 @@ pub enum RecordError {
     /// A filter or sort could not be used.
     #[error("{0}")]
     Expression(crate::expr::ExprError),
+    /// A filter on looked-up fields would read more than this many objects.
+    #[error(
+        "The query reads more than {0} objects to filter on looked-up fields; add conditions on the model's own fields."
+    )]
+    TooBroad(u64),
     /// Storage failed.
     #[error("database unavailable: {0}")]
     Unavailable(String),
@@ -101,15 +111,23 @@ pub struct RecordService {
     store: Arc<dyn Store>,
     clock: SharedClock,
     models: HashMap<String, ModelConfig>,
+    /// `users`, for lookups of user ids.
+    profile: Arc<ProfileService>,
 }
 
 impl RecordService {
     /// A service for the declared models.
-    pub fn new(store: Arc<dyn Store>, clock: SharedClock, models: &[ModelConfig]) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: SharedClock,
+        models: &[ModelConfig],
+        profile: Arc<ProfileService>,
+    ) -> Self {
         Self {
             store,
             clock,
             models: models.iter().map(|m| (m.name.clone(), m.clone())).collect(),
+            profile,
         }
     }
 
@@ -169,12 +187,18 @@ impl RecordService {
         caller: Option<&str>,
         model: &str,
         id: &str,
+        lookups: Option<&[LookupSpec]>,
     ) -> Result<Option<Value>, RecordError> {
         let config = self.model(model)?;
+        let lookups = lookup::parse_lookups(lookups)?;
         let found = self.store.object(model, id).await?;
-        Ok(found
-            .filter(|record| can_read(config.access, caller, record))
-            .map(|record| object_json(&record)))
+        let Some(record) = found.filter(|record| can_read(config.access, caller, record)) else {
+            return Ok(None);
+        };
+        let mut objects = [object_json(&record)];
+        self.apply_lookups(caller, &lookups, &mut objects).await?;
+        let [object] = objects;
+        Ok(Some(object))
     }
 
     /// Merge top-level `values` into an object; returns it whole.

@@ -5,11 +5,12 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::lookup::{Lookup, LookupSpec, parse_lookups, references};
 use super::{RecordError, RecordService, object_json};
 use crate::config::Access;
-use crate::expr::{ExprError, parse};
-use crate::store::ObjectQuery;
+use crate::expr::{Expr, ExprError, evaluate, parse, sort_cmp, truthy};
 use crate::store::sql_filter::{compile, order_by};
+use crate::store::{ObjectQuery, ObjectRecord};
 
 /// Page size when a query names none.
 pub const DEFAULT_LIMIT: u32 = 100;
@@ -17,6 +18,10 @@ pub const DEFAULT_LIMIT: u32 = 100;
 pub const MAX_LIMIT: u32 = 1000;
 /// Most objects a bulk update or delete touches in one call.
 const MAX_BULK: u32 = 10_000;
+/// Most objects read to answer a query whose filter or sort uses looked-up fields.
+pub const MAX_LOOKUP_SCAN: u64 = 10_000;
+/// Objects read per round when filtering on looked-up fields.
+const SCAN_BATCH: u32 = 250;
 
 /// The `query` member of a query call; `null` members mean unused.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -31,12 +36,10 @@ pub struct QuerySpec {
     pub sort: Option<Vec<SortKey>>,
     /// Paths removed from every returned object.
     pub omit: Option<Vec<String>>,
-    /// Lookups: not yet supported, ignored.
-    #[serde(rename = "lookups")]
-    pub _lookups: Option<Value>,
-    /// Grouping of `compute`: not yet supported, ignored.
-    #[serde(rename = "group")]
-    pub _group: Option<Value>,
+    /// Joins run before filter and sort (§5.6).
+    pub lookups: Option<Vec<LookupSpec>>,
+    /// Grouping of `compute`: an expression or field paths.
+    pub group: Option<Value>,
 }
 
 /// One sort key.
@@ -62,6 +65,16 @@ pub struct CountInfo {
 }
 
 impl CountInfo {
+    /// The count info of one page.
+    pub fn new(count: u64, current_page: u64, page_size: u32) -> Self {
+        Self {
+            count,
+            total_pages: count.div_ceil(u64::from(page_size)),
+            current_page,
+            page_size,
+        }
+    }
+
     /// As the client reads it.
     pub fn to_json(self) -> Value {
         json!({
@@ -89,26 +102,53 @@ fn field(name: &str, message: impl Into<String>) -> RecordError {
 impl RecordService {
     /// The store query for a spec, with the access rule folded in; `None` when the caller
     /// can see nothing of this model.
-    fn object_query(
+    /// Which objects of a model a caller may see: `None` for none, `Some(None)` for all,
+    /// `Some(Some(owner))` for one owner's.
+    pub(super) fn reader_scope(
+        &self,
+        access: Access,
+        caller: Option<&str>,
+    ) -> Option<Option<String>> {
+        Self::scope(access, caller, false)
+    }
+
+    fn scope(access: Access, caller: Option<&str>, writing: bool) -> Option<Option<String>> {
+        match (access, caller, writing) {
+            (Access::Owner, None, _) | (Access::Authenticated, None, _) => None,
+            (Access::PublicRead, None, true) => None,
+            (Access::Owner, Some(caller), _) | (Access::PublicRead, Some(caller), true) => {
+                Some(Some(caller.to_string()))
+            }
+            _ => Some(None),
+        }
+    }
+
+    /// The store query for a spec, with the access rule folded in; `None` when the caller
+    /// can see nothing of this model.
+    pub(super) fn object_query(
         &self,
         caller: Option<&str>,
         model: &str,
         spec: &QuerySpec,
         writing: bool,
     ) -> Result<Option<(ObjectQuery, u64)>, RecordError> {
+        let filter = parse_filter(spec)?;
+        self.object_query_with(caller, model, spec, filter.as_ref(), writing)
+    }
+
+    fn object_query_with(
+        &self,
+        caller: Option<&str>,
+        model: &str,
+        spec: &QuerySpec,
+        filter: Option<&Expr>,
+        writing: bool,
+    ) -> Result<Option<(ObjectQuery, u64)>, RecordError> {
         let config = self.model(model)?;
-        let owner = match (config.access, caller, writing) {
-            (Access::Owner, None, _) | (Access::Authenticated, None, _) => return Ok(None),
-            (Access::PublicRead, None, true) => return Ok(None),
-            (Access::Owner, Some(caller), _) | (Access::PublicRead, Some(caller), true) => {
-                Some(caller.to_string())
-            }
-            _ => None,
+        let Some(owner) = Self::scope(config.access, caller, writing) else {
+            return Ok(None);
         };
-        let filter = match spec.expression.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(text) => Some(compile(&parse(text)?)?),
-        };
+        let filter = filter.map(compile).transpose()?;
         let sort: Vec<(String, bool)> = spec
             .sort
             .iter()
@@ -119,16 +159,7 @@ impl RecordService {
                 Some(_) => Err(field("sort", "direction must be asc or desc.")),
             })
             .collect::<Result<_, _>>()?;
-        let limit = match spec.limit {
-            None => DEFAULT_LIMIT,
-            Some(0) => return Err(field("limit", "limit must be a positive integer.")),
-            Some(n) => u32::try_from(n).unwrap_or(MAX_LIMIT).min(MAX_LIMIT),
-        };
-        let page = match spec.page {
-            None => 1,
-            Some(0) => return Err(field("page", "page must be a positive integer.")),
-            Some(n) => n,
-        };
+        let (page, limit) = page_of(spec)?;
         let query = ObjectQuery {
             model: model.to_string(),
             owner,
@@ -149,38 +180,144 @@ impl RecordService {
         spec: &QuerySpec,
         count: bool,
     ) -> Result<(Vec<Value>, Option<CountInfo>), RecordError> {
-        let Some((mut query, page)) = self.object_query(caller, model, spec, false)? else {
-            let info = count.then_some(CountInfo {
-                count: 0,
-                total_pages: 0,
-                current_page: spec.page.unwrap_or(1),
-                page_size: spec.limit.map_or(DEFAULT_LIMIT, |l| {
-                    u32::try_from(l).unwrap_or(MAX_LIMIT).min(MAX_LIMIT)
-                }),
-            });
-            return Ok((Vec::new(), info));
+        let lookups = parse_lookups(spec.lookups.as_deref())?;
+        let filter = parse_filter(spec)?;
+        let names: Vec<&str> = lookups.iter().map(Lookup::name).collect();
+        let sort_uses_lookups = spec.sort.iter().flatten().any(|key| {
+            let path = key.field.strip_prefix("this.").unwrap_or(&key.field);
+            names.contains(&path.split('.').next().unwrap_or_default())
+        });
+        if sort_uses_lookups || filter.as_ref().is_some_and(|f| references(f, &names)) {
+            return self
+                .list_by_lookups(caller, model, spec, filter, &lookups, count)
+                .await;
+        }
+        let Some((mut query, page)) =
+            self.object_query_with(caller, model, spec, filter.as_ref(), false)?
+        else {
+            return Ok((Vec::new(), count.then(|| empty_info(spec))));
         };
         query.count = count;
         let page_size = query.limit;
         let (records, total) = self.store.query_objects(query).await?;
-        let omit = spec.omit.clone().unwrap_or_default();
-        let objects = records
-            .iter()
-            .map(|record| {
-                let mut object = object_json(record);
-                for path in &omit {
-                    remove_path(&mut object, path);
-                }
-                object
-            })
-            .collect();
-        let info = total.map(|count| CountInfo {
-            count,
-            total_pages: count.div_ceil(u64::from(page_size)),
-            current_page: page,
-            page_size,
-        });
+        let objects = self.finish(caller, spec, records).await?;
+        let info = total.map(|count| CountInfo::new(count, page, page_size));
         Ok((objects, info))
+    }
+
+    /// Objects as returned: lookups run, omitted paths removed.
+    pub(super) async fn finish(
+        &self,
+        caller: Option<&str>,
+        spec: &QuerySpec,
+        records: Vec<ObjectRecord>,
+    ) -> Result<Vec<Value>, RecordError> {
+        let lookups = parse_lookups(spec.lookups.as_deref())?;
+        let mut objects: Vec<Value> = records.iter().map(object_json).collect();
+        self.apply_lookups(caller, &lookups, &mut objects).await?;
+        omit(spec, &mut objects);
+        Ok(objects)
+    }
+
+    /// `list` when the filter or the sort reads looked-up fields: the conditions on the
+    /// model's own fields (and the access rule) run in SQL, the rest here on each candidate
+    /// after its lookups, reading at most [`MAX_LOOKUP_SCAN`] candidates.
+    async fn list_by_lookups(
+        &self,
+        caller: Option<&str>,
+        model: &str,
+        spec: &QuerySpec,
+        filter: Option<Expr>,
+        lookups: &[Lookup],
+        count: bool,
+    ) -> Result<(Vec<Value>, Option<CountInfo>), RecordError> {
+        let names: Vec<&str> = lookups.iter().map(Lookup::name).collect();
+        let (in_sql, in_memory): (Vec<Expr>, Vec<Expr>) = match filter {
+            None => (Vec::new(), Vec::new()),
+            Some(Expr::And(items)) => items.into_iter().partition(|e| !references(e, &names)),
+            Some(other) if references(&other, &names) => (Vec::new(), vec![other]),
+            Some(other) => (vec![other], Vec::new()),
+        };
+        let sql_filter = (!in_sql.is_empty()).then_some(Expr::And(in_sql));
+        let sort_in_memory = spec.sort.iter().flatten().any(|key| {
+            let path = key.field.strip_prefix("this.").unwrap_or(&key.field);
+            names.contains(&path.split('.').next().unwrap_or_default())
+        });
+        let scan_spec = QuerySpec {
+            sort: if sort_in_memory {
+                None
+            } else {
+                spec.sort.clone()
+            },
+            page: None,
+            limit: None,
+            ..spec.clone()
+        };
+        let Some((mut query, _)) =
+            self.object_query_with(caller, model, &scan_spec, sql_filter.as_ref(), false)?
+        else {
+            return Ok((Vec::new(), count.then(|| empty_info(spec))));
+        };
+        let (page, page_size) = page_of(spec)?;
+        let skip = (page - 1).saturating_mul(u64::from(page_size));
+        let wanted = skip.saturating_add(u64::from(page_size));
+        let mut matches: Vec<Value> = Vec::new();
+        let mut scanned: u64 = 0;
+        query.limit = SCAN_BATCH;
+        loop {
+            query.offset = scanned;
+            let (records, _) = self.store.query_objects(query.clone()).await?;
+            let done = records.len() < SCAN_BATCH as usize;
+            scanned += records.len() as u64;
+            let mut objects: Vec<Value> = records.iter().map(object_json).collect();
+            self.apply_lookups(caller, lookups, &mut objects).await?;
+            matches.extend(
+                objects
+                    .into_iter()
+                    .filter(|o| in_memory.iter().all(|e| truthy(&evaluate(e, o)))),
+            );
+            if done || (!count && !sort_in_memory && matches.len() as u64 >= wanted) {
+                break;
+            }
+            if scanned >= MAX_LOOKUP_SCAN {
+                return Err(RecordError::TooBroad(MAX_LOOKUP_SCAN));
+            }
+        }
+        if sort_in_memory {
+            let keys: Vec<(Expr, bool)> = spec
+                .sort
+                .iter()
+                .flatten()
+                .map(|key| {
+                    let path = key.field.strip_prefix("this.").unwrap_or(&key.field);
+                    let desc = key.direction.as_deref() == Some("desc");
+                    (
+                        Expr::Field(path.split('.').map(String::from).collect()),
+                        desc,
+                    )
+                })
+                .collect();
+            matches.sort_by(|a, b| {
+                keys.iter()
+                    .map(|(field, desc)| {
+                        let order = sort_cmp(&evaluate(field, a), &evaluate(field, b));
+                        if *desc { order.reverse() } else { order }
+                    })
+                    .find(|o| o.is_ne())
+                    .unwrap_or_else(|| sort_cmp(&a["_id"], &b["_id"]))
+            });
+        }
+        let total = matches.len() as u64;
+        let mut objects: Vec<Value> = matches
+            .into_iter()
+            .skip(usize::try_from(skip).unwrap_or(usize::MAX))
+            .take(page_size as usize)
+            .collect();
+        omit(spec, &mut objects);
+        Ok((
+            objects,
+            count.then(|| CountInfo::new(total, page, page_size)),
+        ))
     }
 
     /// The ids of the objects a bulk write may touch.
@@ -260,6 +397,43 @@ impl RecordService {
             }
         }
         Ok((ids.len() as u64, deleted))
+    }
+}
+
+/// The parsed filter of a spec; an empty expression is none.
+fn parse_filter(spec: &QuerySpec) -> Result<Option<Expr>, RecordError> {
+    match spec.expression.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(text) => Ok(Some(parse(text)?)),
+    }
+}
+
+/// The 1-based page and the page size of a spec.
+fn page_of(spec: &QuerySpec) -> Result<(u64, u32), RecordError> {
+    let limit = match spec.limit {
+        None => DEFAULT_LIMIT,
+        Some(0) => return Err(field("limit", "limit must be a positive integer.")),
+        Some(n) => u32::try_from(n).unwrap_or(MAX_LIMIT).min(MAX_LIMIT),
+    };
+    let page = match spec.page {
+        None => 1,
+        Some(0) => return Err(field("page", "page must be a positive integer.")),
+        Some(n) => n,
+    };
+    Ok((page, limit))
+}
+
+/// The count info of a query the caller can see nothing of.
+fn empty_info(spec: &QuerySpec) -> CountInfo {
+    let (page, size) = page_of(spec).unwrap_or((1, DEFAULT_LIMIT));
+    CountInfo::new(0, page, size)
+}
+
+fn omit(spec: &QuerySpec, objects: &mut [Value]) {
+    for object in objects {
+        for path in spec.omit.iter().flatten() {
+            remove_path(object, path);
+        }
     }
 }
 

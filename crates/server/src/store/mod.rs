@@ -342,6 +342,9 @@ pub struct ObjectQuery {
     pub count: bool,
 }
 
+/// Called with each object of a scan; `false` stops it.
+pub type ObjectVisitor = Box<dyn FnMut(ObjectRecord) -> bool + Send>;
+
 /// A value of a field declared unique: `(field, canonical JSON of the value)`.
 pub type UniqueValue = (String, String);
 
@@ -550,6 +553,12 @@ pub trait Store: Send + Sync + 'static {
         &self,
         query: ObjectQuery,
     ) -> StoreResult<(Vec<ObjectRecord>, Option<u64>)>;
+
+    /// Visit every matching object in the query's order (its page is ignored) until the
+    /// visitor answers `false`; runs off the async runtime, for long scans.
+    async fn scan_objects(&self, query: ObjectQuery, visit: ObjectVisitor) -> StoreResult<()>;
+    /// The objects with these ids, of any model, in no particular order.
+    async fn objects_by_ids(&self, ids: Vec<String>) -> StoreResult<Vec<ObjectRecord>>;
 
     /// Whether the database answers.
     async fn ping(&self) -> StoreResult<()>;

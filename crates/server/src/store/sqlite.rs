@@ -16,8 +16,9 @@ use tokio::sync::{Semaphore, oneshot};
 
 use super::{
     BucketRecord, ClientKeyRecord, FileRecord, MailRecord, Millis, NewMail, NewSession, NewToken,
-    NewUser, ObjectQuery, ObjectRecord, ObjectWrite, RedeemGrant, ResetPassword, SessionRecord,
-    SessionRef, Store, StoreError, StoreResult, TokenKind, TokenRecord, UserRecord, numbered_name,
+    NewUser, ObjectQuery, ObjectRecord, ObjectVisitor, ObjectWrite, RedeemGrant, ResetPassword,
+    SessionRecord, SessionRef, Store, StoreError, StoreResult, TokenKind, TokenRecord, UserRecord,
+    numbered_name,
 };
 
 /// Migrations, applied in order; `PRAGMA user_version` counts those applied.
@@ -219,6 +220,32 @@ impl SqliteStore {
         result
     }
 
+    /// Like [`Self::read`], on a blocking thread: for scans that may take a while.
+    async fn read_blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let _slot = self.inner.read_slots.acquire().await.map_err(backend)?;
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let conn = inner
+                .readers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop()
+                .ok_or_else(|| backend(NoReader))?;
+            let result = work(&conn).map_err(db_error);
+            inner
+                .readers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(conn);
+            result
+        })
+        .await
+        .map_err(backend)?
+    }
+
     /// Run a unit of work on the writer, atomically, answered after its batch commits.
     async fn write<T: Send + 'static>(
         &self,
@@ -360,6 +387,23 @@ fn object_from_row(row: &Row<'_>) -> rusqlite::Result<ObjectRecord> {
         created_at: row.get("created_at")?,
         updated_at: row.get("updated_at")?,
     })
+}
+
+/// The `WHERE` condition of an object query (model, owner, filter) and its parameters.
+fn object_condition(query: &ObjectQuery) -> (String, Vec<rusqlite::types::Value>) {
+    let mut condition = String::from("model = ?");
+    let mut params: Vec<rusqlite::types::Value> = vec![query.model.clone().into()];
+    if let Some(owner) = &query.owner {
+        condition.push_str(" AND owner_id = ?");
+        params.push(owner.clone().into());
+    }
+    if let Some(filter) = &query.filter {
+        condition.push_str(" AND (");
+        condition.push_str(&filter.sql);
+        condition.push(')');
+        params.extend(filter.params.iter().cloned());
+    }
+    (condition, params)
 }
 
 /// Claim the unique values of an object; a taken one is a conflict naming its field.
@@ -1102,19 +1146,8 @@ impl Store for SqliteStore {
         &self,
         query: ObjectQuery,
     ) -> StoreResult<(Vec<ObjectRecord>, Option<u64>)> {
+        let (condition, params) = object_condition(&query);
         self.read(move |conn| {
-            let mut condition = String::from("model = ?");
-            let mut params: Vec<rusqlite::types::Value> = vec![query.model.clone().into()];
-            if let Some(owner) = &query.owner {
-                condition.push_str(" AND owner_id = ?");
-                params.push(owner.clone().into());
-            }
-            if let Some(filter) = &query.filter {
-                condition.push_str(" AND (");
-                condition.push_str(&filter.sql);
-                condition.push(')');
-                params.extend(filter.params.iter().cloned());
-            }
             let total = if query.count {
                 let sql = format!("SELECT COUNT(*) FROM objects WHERE {condition}");
                 let n: i64 = conn
@@ -1136,6 +1169,37 @@ impl Store for SqliteStore {
                 .query_map(rusqlite::params_from_iter(page.iter()), object_from_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok((rows, total))
+        })
+        .await
+    }
+
+    async fn scan_objects(&self, query: ObjectQuery, mut visit: ObjectVisitor) -> StoreResult<()> {
+        let (condition, params) = object_condition(&query);
+        let sql = format!("SELECT * FROM objects WHERE {condition} {}", query.order_by);
+        self.read_blocking(move |conn| {
+            let mut statement = conn.prepare_cached(&sql)?;
+            let mut rows = statement.query(rusqlite::params_from_iter(params.iter()))?;
+            while let Some(row) = rows.next()? {
+                if !visit(object_from_row(row)?) {
+                    break;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn objects_by_ids(&self, ids: Vec<String>) -> StoreResult<Vec<ObjectRecord>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.read(move |conn| {
+            let ids = serde_json::Value::from(ids).to_string();
+            conn.prepare_cached(
+                "SELECT * FROM objects WHERE id IN (SELECT value FROM json_each(?1))",
+            )?
+            .query_map([ids], object_from_row)?
+            .collect()
         })
         .await
     }

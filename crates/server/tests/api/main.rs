@@ -4,6 +4,7 @@
 mod support;
 
 mod bad_input;
+mod computations;
 mod db;
 mod files;
 mod links;
