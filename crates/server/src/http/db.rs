@@ -273,18 +273,23 @@ struct QueryRequest {
 }
 
 impl QueryRequest {
-    /// The model, which must be a declared one (queries over `users` come later).
-    fn model(&self) -> Result<&str, ApiError> {
-        let model = self
-            .model
+    /// The model named, `users` included.
+    fn any_model(&self) -> Result<&str, ApiError> {
+        self.model
             .as_deref()
             .filter(|m| !m.is_empty())
-            .ok_or_else(|| ApiError::missing("model"))?;
+            .ok_or_else(|| ApiError::missing("model"))
+    }
+
+    /// The model, which must be a declared one: `users` is read with `get-list` and
+    /// `get-single` and written with the object calls only.
+    fn model(&self) -> Result<&str, ApiError> {
+        let model = self.any_model()?;
         if model == "users" {
             return Err(ApiError::client(
                 StatusCode::BAD_REQUEST,
                 "not_supported",
-                "Queries over users are not supported yet; use object/get.",
+                "On users, use get-list, get-single and the object calls.",
             ));
         }
         Ok(model)
@@ -304,6 +309,20 @@ impl QueryRequest {
     }
 }
 
+/// `get-list` over a declared model or `users`.
+async fn list(
+    state: &AppState,
+    caller: Option<&str>,
+    body: &QueryRequest,
+    spec: &QuerySpec,
+    count: bool,
+) -> Result<(Vec<Value>, Option<crate::records::CountInfo>), ApiError> {
+    Ok(match body.any_model()? {
+        "users" => state.records.list_users(caller, spec, count).await?,
+        model => state.records.list(caller, model, spec, count).await?,
+    })
+}
+
 async fn get_list(
     State(state): State<AppState>,
     session: SessionHeader,
@@ -311,10 +330,7 @@ async fn get_list(
 ) -> Result<Json<Value>, ApiError> {
     let caller = reader(&state, &session).await;
     let caller_id = caller.as_ref().map(|c| c.user.id.as_str());
-    let (objects, info) = state
-        .records
-        .list(caller_id, body.model()?, &body.spec(), body.wants_count())
-        .await?;
+    let (objects, info) = list(&state, caller_id, &body, &body.spec(), body.wants_count()).await?;
     Ok(Json(match info {
         Some(info) => serde_json::json!({ "result": objects, "countInfo": info.to_json() }),
         None => Value::Array(objects),
@@ -333,10 +349,7 @@ async fn get_single(
         page: None,
         ..body.spec()
     };
-    let (mut objects, _) = state
-        .records
-        .list(caller_id, body.model()?, &spec, false)
-        .await?;
+    let (mut objects, _) = list(&state, caller_id, &body, &spec, false).await?;
     Ok(Json(objects.pop().unwrap_or(Value::Null)))
 }
 

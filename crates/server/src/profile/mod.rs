@@ -134,8 +134,13 @@ impl ProfileService {
         let Some(user) = self.store.user_by_id(id).await? else {
             return Ok(None);
         };
-        if caller == Some(id) {
-            return Ok(Some(UserView::Own(user)));
+        Ok(Some(self.view(caller, user)))
+    }
+
+    /// A user as `caller` sees it.
+    pub fn view(&self, caller: Option<&str>, user: UserRecord) -> UserView {
+        if caller == Some(user.id.as_str()) {
+            return UserView::Own(user);
         }
         let mut view = Map::new();
         view.insert("_id".into(), Value::String(user.id.clone()));
@@ -144,7 +149,12 @@ impl ProfileService {
                 view.insert(field.clone(), value.clone());
             }
         }
-        Ok(Some(UserView::Public(view)))
+        UserView::Public(view)
+    }
+
+    /// The profile fields everyone may read.
+    pub fn public_fields(&self) -> &[String] {
+        &self.public_fields
     }
 
     /// Merge `values` into the caller's own `users` object; returns it whole.

@@ -234,10 +234,7 @@ impl RecordService {
         filter: &Expr,
     ) -> Result<Option<Value>, RecordError> {
         if model == "users" {
-            return Err(RecordError::Invalid {
-                field: "modelName".into(),
-                message: "Complex lookups into users are not supported; use {field}.".into(),
-            });
+            return self.first_user(caller, filter).await;
         }
         let config = self.model(model)?;
         let Some(owner) = self.reader_scope(config.access, caller) else {

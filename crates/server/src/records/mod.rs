@@ -5,6 +5,7 @@ mod compute;
 mod lookup;
 mod query;
 mod update;
+mod users;
 
 pub use compute::Computation;
 pub use lookup::LookupSpec;

@@ -149,16 +149,7 @@ impl RecordService {
             return Ok(None);
         };
         let filter = filter.map(compile).transpose()?;
-        let sort: Vec<(String, bool)> = spec
-            .sort
-            .iter()
-            .flatten()
-            .map(|key| match key.direction.as_deref() {
-                None | Some("asc") => Ok((key.field.clone(), false)),
-                Some("desc") => Ok((key.field.clone(), true)),
-                Some(_) => Err(field("sort", "direction must be asc or desc.")),
-            })
-            .collect::<Result<_, _>>()?;
+        let sort = sort_keys(spec)?;
         let (page, limit) = page_of(spec)?;
         let query = ObjectQuery {
             model: model.to_string(),
@@ -401,15 +392,28 @@ impl RecordService {
 }
 
 /// The parsed filter of a spec; an empty expression is none.
-fn parse_filter(spec: &QuerySpec) -> Result<Option<Expr>, RecordError> {
+pub(super) fn parse_filter(spec: &QuerySpec) -> Result<Option<Expr>, RecordError> {
     match spec.expression.as_deref().map(str::trim) {
         None | Some("") => Ok(None),
         Some(text) => Ok(Some(parse(text)?)),
     }
 }
 
+/// The sort keys of a spec: `(field path, descending)`.
+pub(super) fn sort_keys(spec: &QuerySpec) -> Result<Vec<(String, bool)>, RecordError> {
+    spec.sort
+        .iter()
+        .flatten()
+        .map(|key| match key.direction.as_deref() {
+            None | Some("asc") => Ok((key.field.clone(), false)),
+            Some("desc") => Ok((key.field.clone(), true)),
+            Some(_) => Err(field("sort", "direction must be asc or desc.")),
+        })
+        .collect()
+}
+
 /// The 1-based page and the page size of a spec.
-fn page_of(spec: &QuerySpec) -> Result<(u64, u32), RecordError> {
+pub(super) fn page_of(spec: &QuerySpec) -> Result<(u64, u32), RecordError> {
     let limit = match spec.limit {
         None => DEFAULT_LIMIT,
         Some(0) => return Err(field("limit", "limit must be a positive integer.")),
@@ -424,12 +428,12 @@ fn page_of(spec: &QuerySpec) -> Result<(u64, u32), RecordError> {
 }
 
 /// The count info of a query the caller can see nothing of.
-fn empty_info(spec: &QuerySpec) -> CountInfo {
+pub(super) fn empty_info(spec: &QuerySpec) -> CountInfo {
     let (page, size) = page_of(spec).unwrap_or((1, DEFAULT_LIMIT));
     CountInfo::new(0, page, size)
 }
 
-fn omit(spec: &QuerySpec, objects: &mut [Value]) {
+pub(super) fn omit(spec: &QuerySpec, objects: &mut [Value]) {
     for object in objects {
         for path in spec.omit.iter().flatten() {
             remove_path(object, path);

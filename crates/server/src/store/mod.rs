@@ -342,6 +342,26 @@ pub struct ObjectQuery {
     pub count: bool,
 }
 
+/// A query over the `users` model as one caller sees it: their own record whole, others'
+/// public fields only, so a filter or sort can never read what a direct read would not.
+#[derive(Debug, Clone)]
+pub struct UserQuery {
+    /// The signed-in caller.
+    pub caller: Option<String>,
+    /// Top-level profile fields everyone may read.
+    pub public_fields: Vec<String>,
+    /// The compiled filter, if any.
+    pub filter: Option<sql_filter::SqlFilter>,
+    /// The `ORDER BY` clause (from `sql_filter::order_by`).
+    pub order_by: String,
+    /// Page size.
+    pub limit: u32,
+    /// Users skipped.
+    pub offset: u64,
+    /// Also count every match (ignoring the page).
+    pub count: bool,
+}
+
 /// Called with each object of a scan; `false` stops it.
 pub type ObjectVisitor = Box<dyn FnMut(ObjectRecord) -> bool + Send>;
 
@@ -559,6 +579,9 @@ pub trait Store: Send + Sync + 'static {
     async fn scan_objects(&self, query: ObjectQuery, visit: ObjectVisitor) -> StoreResult<()>;
     /// The objects with these ids, of any model, in no particular order.
     async fn objects_by_ids(&self, ids: Vec<String>) -> StoreResult<Vec<ObjectRecord>>;
+
+    /// A page of the users matching a [`UserQuery`] and, when asked, how many match.
+    async fn query_users(&self, query: UserQuery) -> StoreResult<(Vec<UserRecord>, Option<u64>)>;
 
     /// Whether the database answers.
     async fn ping(&self) -> StoreResult<()>;

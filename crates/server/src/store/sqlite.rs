@@ -17,8 +17,8 @@ use tokio::sync::{Semaphore, oneshot};
 use super::{
     BucketRecord, ClientKeyRecord, FileRecord, MailRecord, Millis, NewMail, NewSession, NewToken,
     NewUser, ObjectQuery, ObjectRecord, ObjectVisitor, ObjectWrite, RedeemGrant, ResetPassword,
-    SessionRecord, SessionRef, Store, StoreError, StoreResult, TokenKind, TokenRecord, UserRecord,
-    numbered_name,
+    SessionRecord, SessionRef, Store, StoreError, StoreResult, TokenKind, TokenRecord, UserQuery,
+    UserRecord, numbered_name,
 };
 
 /// Migrations, applied in order; `PRAGMA user_version` counts those applied.
@@ -388,6 +388,24 @@ fn object_from_row(row: &Row<'_>) -> rusqlite::Result<ObjectRecord> {
         updated_at: row.get("updated_at")?,
     })
 }
+
+/// The users as the caller `?1` sees them, in the columns a compiled filter reads: their own
+/// record whole (profile data plus the account fields of the User shape), others only the
+/// public fields named in the JSON list `?2`, with times hidden.
+const VISIBLE_USERS: &str = "WITH visible AS (SELECT id, \
+     CASE WHEN id = ?1 THEN json_set(data, \
+         '$.email', email, \
+         '$.emailVerified', json(CASE WHEN email_verified THEN 'true' ELSE 'false' END), \
+         '$.provider', provider, '$.providerUserId', provider_user_id, \
+         '$.signUpAt', strftime('%Y-%m-%dT%H:%M:%fZ', sign_up_at / 1000.0, 'unixepoch'), \
+         '$.lastLoginAt', strftime('%Y-%m-%dT%H:%M:%fZ', last_login_at / 1000.0, 'unixepoch')) \
+     ELSE (SELECT json_group_object(f.key, CASE f.type WHEN 'true' THEN json('true') \
+             WHEN 'false' THEN json('false') ELSE f.value END) \
+           FROM json_each(users.data) AS f WHERE f.key IN (SELECT value FROM json_each(?2))) \
+     END AS data, \
+     CASE WHEN id = ?1 THEN created_at ELSE 0 END AS created_at, \
+     CASE WHEN id = ?1 THEN updated_at ELSE 0 END AS updated_at \
+     FROM users)";
 
 /// The `WHERE` condition of an object query (model, owner, filter) and its parameters.
 fn object_condition(query: &ObjectQuery) -> (String, Vec<rusqlite::types::Value>) {
@@ -1200,6 +1218,58 @@ impl Store for SqliteStore {
             )?
             .query_map([ids], object_from_row)?
             .collect()
+        })
+        .await
+    }
+
+    async fn query_users(&self, query: UserQuery) -> StoreResult<(Vec<UserRecord>, Option<u64>)> {
+        let mut params: Vec<rusqlite::types::Value> = vec![
+            query.caller.clone().unwrap_or_default().into(),
+            serde_json::Value::from(query.public_fields.clone())
+                .to_string()
+                .into(),
+        ];
+        let condition = match &query.filter {
+            Some(filter) => {
+                params.extend(filter.params.iter().cloned());
+                filter.sql.clone()
+            }
+            None => "1".into(),
+        };
+        self.read(move |conn| {
+            let total = if query.count {
+                let sql = format!("{VISIBLE_USERS} SELECT COUNT(*) FROM visible WHERE {condition}");
+                let n: i64 = conn
+                    .prepare_cached(&sql)?
+                    .query_row(rusqlite::params_from_iter(params.iter()), |row| row.get(0))?;
+                Some(u64::try_from(n).unwrap_or(0))
+            } else {
+                None
+            };
+            let sql = format!(
+                "{VISIBLE_USERS} SELECT id FROM visible WHERE {condition} {} LIMIT ? OFFSET ?",
+                query.order_by
+            );
+            let mut page = params;
+            page.push(i64::from(query.limit).into());
+            page.push(i64::try_from(query.offset).unwrap_or(i64::MAX).into());
+            let ids = conn
+                .prepare_cached(&sql)?
+                .query_map(rusqlite::params_from_iter(page.iter()), |row| {
+                    row.get::<_, String>(0)
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut users = conn
+                .prepare_cached(
+                    "SELECT * FROM users WHERE id IN (SELECT value FROM json_each(?1))",
+                )?
+                .query_map(
+                    [serde_json::Value::from(ids.clone()).to_string()],
+                    user_from_row,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            users.sort_by_key(|u| ids.iter().position(|id| *id == u.id));
+            Ok((users, total))
         })
         .await
     }

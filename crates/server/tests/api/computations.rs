@@ -248,6 +248,18 @@ async fn simple_lookups_replace_ids_with_objects_the_caller_may_read() {
     let seen = &seen_by_alice.assert_ok()[0];
     assert_eq!(seen["note"]["text"], "private");
     assert_eq!(seen["author"]["secret"], "s");
+
+    // A complex lookup into users sees the public view too, and filters on it.
+    let writers = app
+        .post_as(
+            "/db/get-list",
+            json!({ "model": "members", "query": query(json!("writer.name == 'Alice'"), json!({ "lookups": [{ "name": "writer", "modelName": "users", "query": "lookup._id == this.author" }] })) }),
+            Some(&bob),
+        )
+        .await;
+    let writers = writers.assert_ok().as_array().unwrap();
+    assert_eq!(writers.len(), 1);
+    assert_eq!(writers[0]["writer"], json!({ "_id": alice_id, "name": "Alice" }));
 }
 
 #[tokio::test]

@@ -224,3 +224,93 @@ async fn a_stale_session_reads_as_anonymous_but_cannot_write() {
     .await
     .assert_error(401, "invalid_session_token");
 }
+
+fn users_query(expression: Value, extra: Value) -> Value {
+    let mut q = json!({ "expression": expression, "lookups": null, "page": null, "limit": null, "sort": null, "omit": null, "group": null });
+    if let (Some(q), Some(extra)) = (q.as_object_mut(), extra.as_object()) {
+        q.extend(extra.clone());
+    }
+    json!({ "model": "users", "query": q, "returnCountInfo": true })
+}
+
+#[tokio::test]
+async fn queries_over_users_read_only_what_a_direct_read_would() {
+    let app = TestApp::spawn_with(no_verification()).await;
+    let mut people = Vec::new();
+    for (name, city) in [("Ada", "London"), ("Grace", "New York"), ("Alan", "London")] {
+        let (id, token) = signed_up(&app).await;
+        app.post_as(
+            "/db/object/update",
+            update(&id, json!({ "name": name, "city": city, "flag": true })),
+            Some(&token),
+        )
+        .await
+        .assert_ok();
+        people.push((id, token));
+    }
+    let (ada, ada_token) = &people[0];
+    let names = |answer: &Value| -> Vec<String> {
+        answer["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["name"].as_str().unwrap_or("?").to_string())
+            .collect()
+    };
+
+    // Public fields (name) filter and sort for everyone; the answer is the public view.
+    let list = app
+        .post_as(
+            "/db/get-list",
+            users_query(
+                json!("STARTSWITH(name, 'A')"),
+                json!({ "sort": [{ "field": "name", "direction": "desc" }] }),
+            ),
+            Some(ada_token),
+        )
+        .await;
+    let body = list.assert_ok();
+    assert_eq!(names(body), ["Alan", "Ada"]);
+    assert_eq!(body["countInfo"]["count"], 2);
+    assert_eq!(body["result"][0].as_object().unwrap().len(), 2, "{body}");
+    assert!(
+        body["result"][1]["email"].is_string(),
+        "own record is whole"
+    );
+
+    // A private field (city) only matches the caller's own record; never others'.
+    let by_city = app
+        .post_as(
+            "/db/get-list",
+            users_query(json!("city == 'London'"), json!({})),
+            Some(ada_token),
+        )
+        .await;
+    assert_eq!(names(by_city.assert_ok()), ["Ada"]);
+    let by_email = app
+        .post_as(
+            "/db/get-list",
+            users_query(json!("INCLUDES(email, '@')"), json!({})),
+            None,
+        )
+        .await;
+    assert_eq!(by_email.assert_ok()["countInfo"]["count"], 0);
+
+    let single = app
+        .post_as(
+            "/db/get-single",
+            json!({ "model": "users", "query": { "expression": format!("_id == '{ada}'") } }),
+            None,
+        )
+        .await;
+    assert_eq!(single.assert_ok(), &json!({ "_id": ada, "name": "Ada" }));
+
+    // Writes over users go through the object calls.
+    app.post_as(
+        "/db/delete",
+        json!({ "model": "users", "query": { "expression": null } }),
+        Some(ada_token),
+    )
+    .await
+    .assert_error(400, "not_supported");
+}
