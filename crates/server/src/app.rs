@@ -143,6 +143,16 @@ impl App {
             clock.clone(),
             config.database.users_public_fields.clone(),
         ));
+        store
+            .ensure_indexes(
+                config
+                    .database
+                    .models
+                    .iter()
+                    .flat_map(|m| m.indexes.iter().map(|path| (m.name.clone(), path.clone())))
+                    .collect(),
+            )
+            .await?;
         let records = RecordService::new(
             store.clone(),
             clock.clone(),

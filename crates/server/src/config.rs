@@ -91,6 +91,10 @@ pub struct ModelConfig {
     /// Declared fields; others are stored as they come.
     #[serde(default)]
     pub fields: std::collections::BTreeMap<String, FieldConfig>,
+    /// Field paths (`status`, `address.city`) to index: filters comparing them with a
+    /// value (`status == 'open'`, `price < 10`) then read the index instead of every object.
+    #[serde(default)]
+    pub indexes: Vec<String>,
 }
 
 /// Access rule of a model.
@@ -574,6 +578,21 @@ impl Config {
                     "database.models: {:?} must be a unique name of letters, digits and _ (not users)",
                     model.name
                 )));
+            }
+            for path in &model.indexes {
+                let valid = !path.is_empty()
+                    && path.split('.').all(|segment| {
+                        !segment.is_empty()
+                            && segment
+                                .chars()
+                                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    });
+                if !valid || path.len() > 200 {
+                    return Err(ConfigError(format!(
+                        "database.models.{}.indexes: {path:?} must be a field path of letters, digits and _ joined by '.'",
+                        model.name
+                    )));
+                }
             }
             for (field, declared) in &model.fields {
                 if field.starts_with('_') || field == "createdAt" || field == "updatedAt" {

@@ -580,6 +580,10 @@ pub trait Store: Send + Sync + 'static {
     /// The objects with these ids, of any model, in no particular order.
     async fn objects_by_ids(&self, ids: Vec<String>) -> StoreResult<Vec<ObjectRecord>>;
 
+    /// Keep exactly these `(model, field path)` expression indexes on objects: create the
+    /// missing ones, drop those no longer declared.
+    async fn ensure_indexes(&self, indexes: Vec<(String, String)>) -> StoreResult<()>;
+
     /// A page of the users matching a [`UserQuery`] and, when asked, how many match.
     async fn query_users(&self, query: UserQuery) -> StoreResult<(Vec<UserRecord>, Option<u64>)>;
 

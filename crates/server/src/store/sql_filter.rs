@@ -8,7 +8,8 @@
 //! each boolean fragment is 0 or 1. A sub-expression read more than once is computed once in a
 //! derived table (`(SELECT … FROM (SELECT <sub> AS _b1))`), so the SQL grows linearly with the
 //! expression. User strings are always parameters; field paths are checked to be
-//! `[A-Za-z0-9_]` segments and passed as parameters too.
+//! `[A-Za-z0-9_]` segments and written into the SQL text, so that an expression index on
+//! `json_extract(data, '$.path')` serves the filter.
 
 use rusqlite::types::Value as SqlValue;
 use serde_json::Value;
@@ -378,8 +379,22 @@ impl Operand {
         }
     }
 
+    /// A JSON path, written into the SQL text so that an expression index on
+    /// `json_extract(data, '$.a.b')` matches it. Paths are checked to be `$.` and key
+    /// characters joined by `.`; anything else (never produced) would go as a parameter.
     fn path(path: &str) -> Frag {
-        Frag::param(SqlValue::Text(path.to_string()))
+        let safe = path.strip_prefix("$.").is_some_and(|rest| {
+            rest.split('.')
+                .all(|s| !s.is_empty() && s.chars().all(is_key_char))
+        });
+        if safe {
+            Frag {
+                sql: format!("'{path}'"),
+                params: Vec::new(),
+            }
+        } else {
+            Frag::param(SqlValue::Text(path.to_string()))
+        }
     }
 
     /// Whether the value is of one of the classes in `mask`.
@@ -963,11 +978,58 @@ mod tests {
     #[test]
     fn common_filters_compile_to_plain_sql() {
         let plain = filter("done == false");
-        assert_eq!(plain.sql, "COALESCE(json_type(data, ?) IN ('false'), 0)");
-        assert_eq!(plain.params, vec![SqlValue::Text("$.done".into())]);
+        assert_eq!(
+            plain.sql,
+            "COALESCE(json_type(data, '$.done') IN ('false'), 0)"
+        );
+        assert!(plain.params.is_empty());
+        let indexed = filter("status == 'open'");
+        assert!(
+            indexed.sql.contains("json_extract(data, '$.status') = ?"),
+            "{}",
+            indexed.sql
+        );
         let by_id = filter("IN(['a', 'b'], this._id)");
         assert_eq!(by_id.sql, "((? = id) OR (? = id))");
         assert_eq!(filter("1 + 1 == 2").sql, "1");
+    }
+
+    #[test]
+    fn comparisons_with_a_value_use_an_expression_index() {
+        let conn = database(&samples());
+        conn.execute_batch(
+            "CREATE INDEX \"objects_by:things:status\" ON objects (model, json_extract(data, '$.status'));
+             CREATE INDEX \"objects_by:things:price\" ON objects (model, json_extract(data, '$.price'))",
+        )
+        .unwrap();
+        for (src, index) in [
+            ("status == 'open'", "objects_by:things:status"),
+            (
+                "status == 'open' && INCLUDES(title, 'x')",
+                "objects_by:things:status",
+            ),
+            ("price < 10", "objects_by:things:price"),
+        ] {
+            let compiled = filter(src);
+            let sql = format!(
+                "EXPLAIN QUERY PLAN SELECT * FROM objects WHERE model = ? AND ({}) {}",
+                compiled.sql,
+                order_by(&[("title".into(), false)]).unwrap()
+            );
+            let mut params = vec![SqlValue::Text("things".into())];
+            params.extend(compiled.params);
+            let plan: Vec<String> = conn
+                .prepare(&sql)
+                .unwrap()
+                .query_map(rusqlite::params_from_iter(params.iter()), |row| row.get(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(
+                plan.iter().any(|step| step.contains(index)),
+                "{src}: {plan:?}"
+            );
+        }
     }
 
     #[test]

@@ -149,6 +149,10 @@ struct WriterGone;
 #[error("no read connection was free")]
 struct NoReader;
 
+#[derive(Debug, thiserror::Error)]
+#[error("cannot index {0}: names are letters, digits, '_' and '.'")]
+struct BadIndex(String);
+
 /// Run `work` inside a savepoint: undone alone if it fails, the rest of the batch kept.
 fn in_savepoint<T>(
     conn: &Connection,
@@ -1218,6 +1222,44 @@ impl Store for SqliteStore {
             )?
             .query_map([ids], object_from_row)?
             .collect()
+        })
+        .await
+    }
+
+    async fn ensure_indexes(&self, indexes: Vec<(String, String)>) -> StoreResult<()> {
+        // Names and paths are checked by the configuration: letters, digits, '_' and '.'.
+        let safe = |s: &str| {
+            s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        };
+        if let Some((model, path)) = indexes.iter().find(|(m, f)| !safe(m) || !safe(f)) {
+            return Err(backend(BadIndex(format!("{model}:{path}"))));
+        }
+        self.write(move |conn| {
+            let wanted: Vec<String> = indexes
+                .iter()
+                .map(|(model, path)| format!("objects_by:{model}:{path}"))
+                .collect();
+            let existing = conn
+                .prepare_cached(
+                    "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'objects_by:%'",
+                )
+                .and_then(|mut s| {
+                    s.query_map([], |row| row.get::<_, String>(0))?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(db_error)?;
+            for name in existing.iter().filter(|n| !wanted.contains(n)) {
+                conn.execute_batch(&format!("DROP INDEX \"{name}\""))
+                    .map_err(db_error)?;
+            }
+            for ((_, path), name) in indexes.iter().zip(&wanted) {
+                conn.execute_batch(&format!(
+                    "CREATE INDEX IF NOT EXISTS \"{name}\" ON objects (model, json_extract(data, '$.{path}'))"
+                ))
+                .map_err(db_error)?;
+            }
+            Ok(())
         })
         .await
     }

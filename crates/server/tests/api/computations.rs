@@ -18,6 +18,7 @@ async fn app() -> TestApp {
                     _ => Access::PublicRead,
                 },
                 fields: Default::default(),
+                indexes: Vec::new(),
             })
             .collect();
     })
@@ -259,7 +260,10 @@ async fn simple_lookups_replace_ids_with_objects_the_caller_may_read() {
         .await;
     let writers = writers.assert_ok().as_array().unwrap();
     assert_eq!(writers.len(), 1);
-    assert_eq!(writers[0]["writer"], json!({ "_id": alice_id, "name": "Alice" }));
+    assert_eq!(
+        writers[0]["writer"],
+        json!({ "_id": alice_id, "name": "Alice" })
+    );
 }
 
 #[tokio::test]

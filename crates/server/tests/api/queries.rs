@@ -14,11 +14,13 @@ async fn app() -> TestApp {
                 name: "todos".into(),
                 access: Access::Owner,
                 fields: Default::default(),
+                indexes: Vec::new(),
             },
             ModelConfig {
                 name: "posts".into(),
                 access: Access::PublicRead,
                 fields: Default::default(),
+                indexes: Vec::new(),
             },
         ];
     })

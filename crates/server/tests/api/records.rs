@@ -43,6 +43,8 @@ fn model(name: &str, access: Access) -> ModelConfig {
         name: name.into(),
         access,
         fields,
+        // Filters over indexed fields answer as over any other.
+        indexes: vec!["title".into(), "meta.kind".into()],
     }
 }
 
