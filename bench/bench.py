@@ -114,8 +114,14 @@ def main():
                               capture_output=True, text=True, check=True).stdout
     hash_rate = float(re.search(r"([\d.]+) hashes/s", hash_out).group(1))
 
+    # A declared model for the filtered get-list: 100,000 objects, an index on the filter.
+    config_path = os.path.join(tmp, "basalt.toml")
+    with open(config_path, "w") as f:
+        f.write('[[database.models]]\nname = "items"\naccess = "public_read"\n'
+                'indexes = ["category"]\n')
+
     started = time.monotonic()
-    proc = subprocess.Popen([args.bin, "serve"], env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([args.bin, "--config", config_path, "serve"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)
     try:
         # Ready = the banner is printed (the listener is bound and the database migrated).
@@ -143,11 +149,11 @@ end
 """.replace("PASSWORD", PASSWORD).replace("KEY", KEY))
         signup = lua(tmp, "signup.lua", """
 local n = 0
-local id = "0"
+
 setup = function(thread) thread:set("id", tostring(math.random(1, 1000000000))) end
 request = function()
   n = n + 1
-  local body = '{"email":"new-' .. id .. '-' .. n .. '@example.com","password":"PASSWORD"}'
+  local body = '{"email":"new-' .. (id or "0") .. '-' .. n .. '@example.com","password":"PASSWORD"}'
   return wrk.format("POST", "/_api/rest/v1/auth/signup-email",
     {["Content-Type"] = "application/json", ["X-Client-Key"] = "KEY"}, body)
 end
@@ -174,8 +180,12 @@ end
 local f = io.open("BODY", "rb")
 local body = f:read("*a")
 f:close()
+local n = 0
+
+setup = function(thread) thread:set("id", tostring(math.random(1, 1000000000))) end
 request = function()
-  return wrk.format("POST", "/_api/rest/v1/storage/bucket/upload-formdata?bucket=root&fileName=avatar.png",
+  n = n + 1
+  return wrk.format("POST", "/_api/rest/v1/storage/bucket/upload-formdata?bucket=root&fileName=avatar-" .. (id or "0") .. "-" .. n .. ".png",
     {["Content-Type"] = "multipart/form-data; boundary=BOUNDARY", ["X-Client-Key"] = "KEY", ["Session"] = "TOKEN"}, body)
 end
 """.replace("BODY", body_path).replace("BOUNDARY", boundary).replace("KEY", KEY).replace("TOKEN", users[2][1]))
@@ -187,6 +197,22 @@ end
         sample.add_header("Content-Type", f"multipart/form-data; boundary={boundary}")
         with urllib.request.urlopen(sample, timeout=30) as resp:
             public_path = json.loads(resp.read())["publicPath"]
+
+        # 100,000 items in 1,000 categories: each filter matches 100, sorted, first 20 returned.
+        for batch in range(100):
+            items = [{"category": f"c{i % 1000}", "rank": i, "title": f"item {i}", "price": i % 97}
+                     for i in range(batch * 1000, (batch + 1) * 1000)]
+            request(f"{base}/_api/rest/v1/db/create", "POST", {"model": "items", "values": items},
+                    {"Session": users[4][1]})
+        get_list = lua(tmp, "get-list.lua", """
+local n = 0
+request = function()
+  n = n + 1
+  local body = '{"model":"items","returnCountInfo":false,"query":{"expression":"category == \\'c' .. (n % 1000) .. '\\'","lookups":null,"page":null,"limit":20,"sort":[{"field":"rank","direction":"desc"}],"omit":null,"group":null}}'
+  return wrk.format("POST", "/_api/rest/v1/db/get-list",
+    {["Content-Type"] = "application/json", ["X-Client-Key"] = "KEY"}, body)
+end
+""".replace("KEY", KEY))
 
         rows = []
         c, s = args.connections, args.seconds
@@ -200,6 +226,7 @@ end
             ("POST signup-email", base, signup, ()),
             ("POST db/object/update (own)", base, update, ()),
             ("POST upload 100 KiB", base, upload, ()),
+            ("POST get-list (100k objects)", base, get_list, ()),
             ("GET public file 100 KiB", public_path, None, ()),
         ]
         for name, url, script, headers in cases:
