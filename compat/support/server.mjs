@@ -3,11 +3,14 @@
 //   const server = await startServer({ env: { BASALT_AUTH__EMAIL_VERIFICATION: "false" } });
 //   after(() => server.close());
 //
+// `config` (TOML text, e.g. `[[database.models]]` blocks) is written to `basalt.toml` in the data
+// dir and passed as `basalt --config <file> serve`; BASALT_* variables still override it.
+//
 // The binary comes from BASALT_BIN (default: target/release/basalt in the repository).
 
 import { spawn } from "node:child_process";
 import { existsSync, rmSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, isAbsolute, join, resolve } from "node:path";
@@ -76,9 +79,10 @@ function inheritedEnv() {
 
 /**
  * Spawns `basalt serve` on a free port with a fresh data dir (or `dataDir`, for restarts) and
- * waits until GET /health answers 200.
+ * waits until GET /health answers 200. `config`: TOML text written to `<dataDir>/basalt.toml` and
+ * passed with the global `--config` flag.
  */
-export async function startServer({ env = {}, dataDir } = {}) {
+export async function startServer({ env = {}, dataDir, config } = {}) {
   const bin = basaltBin();
   const ownsDataDir = !dataDir;
   if (ownsDataDir) {
@@ -88,7 +92,14 @@ export async function startServer({ env = {}, dataDir } = {}) {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
 
-  const proc = spawn(bin, ["serve"], {
+  const args = ["serve"];
+  if (config !== undefined) {
+    const configFile = join(dataDir, "basalt.toml");
+    await writeFile(configFile, config);
+    args.unshift("--config", configFile);
+  }
+
+  const proc = spawn(bin, args, {
     env: {
       ...inheritedEnv(),
       BASALT_LISTEN: `127.0.0.1:${port}`,

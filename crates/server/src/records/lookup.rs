@@ -75,7 +75,7 @@ fn top_level_name(value: Option<&str>, member: &str) -> Result<String, RecordErr
 }
 
 /// Check the `lookups` of a call.
-pub(super) fn parse_lookups(specs: Option<&[LookupSpec]>) -> Result<Vec<Lookup>, RecordError> {
+fn parse_lookups(specs: Option<&[LookupSpec]>) -> Result<Vec<Lookup>, RecordError> {
     let specs = specs.unwrap_or_default();
     if specs.len() > MAX_LOOKUPS {
         return Err(invalid(
@@ -161,6 +161,20 @@ fn bind(expr: &Expr, current: &Value) -> Expr {
 }
 
 impl RecordService {
+    /// The checked lookups of a call: well formed, and every model they search exists,
+    /// whether or not there is anything to join.
+    pub(super) fn lookups(&self, specs: Option<&[LookupSpec]>) -> Result<Vec<Lookup>, RecordError> {
+        let lookups = parse_lookups(specs)?;
+        for lookup in &lookups {
+            if let Lookup::Complex { model, .. } = lookup
+                && model != "users"
+            {
+                self.model(model)?;
+            }
+        }
+        Ok(lookups)
+    }
+
     /// Run the lookups on objects about to be returned (or filtered).
     pub(super) async fn apply_lookups(
         &self,

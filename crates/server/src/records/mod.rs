@@ -191,7 +191,7 @@ impl RecordService {
         lookups: Option<&[LookupSpec]>,
     ) -> Result<Option<Value>, RecordError> {
         let config = self.model(model)?;
-        let lookups = lookup::parse_lookups(lookups)?;
+        let lookups = self.lookups(lookups)?;
         let found = self.store.object(model, id).await?;
         let Some(record) = found.filter(|record| can_read(config.access, caller, record)) else {
             return Ok(None);

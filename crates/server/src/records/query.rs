@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::lookup::{Lookup, LookupSpec, parse_lookups, references};
+use super::lookup::{Lookup, LookupSpec, references};
 use super::{RecordError, RecordService, object_json};
 use crate::config::Access;
 use crate::expr::{Expr, ExprError, evaluate, parse, sort_cmp, truthy};
@@ -171,7 +171,7 @@ impl RecordService {
         spec: &QuerySpec,
         count: bool,
     ) -> Result<(Vec<Value>, Option<CountInfo>), RecordError> {
-        let lookups = parse_lookups(spec.lookups.as_deref())?;
+        let lookups = self.lookups(spec.lookups.as_deref())?;
         let filter = parse_filter(spec)?;
         let names: Vec<&str> = lookups.iter().map(Lookup::name).collect();
         let sort_uses_lookups = spec.sort.iter().flatten().any(|key| {
@@ -203,7 +203,7 @@ impl RecordService {
         spec: &QuerySpec,
         records: Vec<ObjectRecord>,
     ) -> Result<Vec<Value>, RecordError> {
-        let lookups = parse_lookups(spec.lookups.as_deref())?;
+        let lookups = self.lookups(spec.lookups.as_deref())?;
         let mut objects: Vec<Value> = records.iter().map(object_json).collect();
         self.apply_lookups(caller, &lookups, &mut objects).await?;
         omit(spec, &mut objects);

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::query::{CountInfo, QuerySpec, empty_info, omit, page_of, parse_filter, sort_keys};
-use super::{RecordError, RecordService, lookup::parse_lookups};
+use super::{RecordError, RecordService};
 use crate::expr::Expr;
 use crate::store::UserQuery;
 use crate::store::sql_filter::{compile, order_by};
@@ -38,7 +38,7 @@ impl RecordService {
         spec: &QuerySpec,
         count: bool,
     ) -> Result<(Vec<Value>, Option<CountInfo>), RecordError> {
-        let lookups = parse_lookups(spec.lookups.as_deref())?;
+        let lookups = self.lookups(spec.lookups.as_deref())?;
         let filter = parse_filter(spec)?;
         let (mut query, page) = self.user_query(caller, spec, filter.as_ref())?;
         query.count = count;

@@ -326,4 +326,13 @@ async fn complex_lookups_feed_filters_and_sorts() {
         )
         .await;
     bad.assert_error(400, "model_not_found");
+    // Refused whether or not there is anything to join.
+    let empty = app
+        .post_as(
+            "/db/get-list",
+            json!({ "model": "orders", "query": query(Value::Null, json!({ "lookups": [{ "name": "x", "modelName": "nope", "query": "lookup.a == 1" }] })) }),
+            Some(&me),
+        )
+        .await;
+    empty.assert_error(400, "model_not_found");
 }
