@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use serde::Deserialize;
 use serde_json::{Map, Number, Value};
 
-use super::query::{MAX_LIMIT, QuerySpec};
+use super::query::{QuerySpec, page_of};
 use super::{RecordError, RecordService, invalid, object_json};
 use crate::expr::{Expr, evaluate, parse, sort_cmp, truthy};
 
@@ -378,10 +378,12 @@ impl RecordService {
                 .find(|o| o.is_ne())
                 .unwrap_or_else(|| key_cmp(ka, kb))
         });
-        let limit = spec.limit.map_or(u64::MAX, |l| l.min(u64::from(MAX_LIMIT)));
-        let skip = spec
-            .page
-            .map_or(0, |p| p.saturating_sub(1).saturating_mul(limit));
+        // Every group unless a page is asked for.
+        let (page, limit) = match (spec.page, spec.limit) {
+            (None, None) => (1, MAX_GROUPS as u64),
+            _ => page_of(spec).map(|(page, size)| (page, u64::from(size)))?,
+        };
+        let skip = (page - 1).saturating_mul(limit);
         Ok(results
             .into_iter()
             .skip(usize::try_from(skip).unwrap_or(usize::MAX))

@@ -174,11 +174,7 @@ impl RecordService {
         let lookups = self.lookups(spec.lookups.as_deref())?;
         let filter = parse_filter(spec)?;
         let names: Vec<&str> = lookups.iter().map(Lookup::name).collect();
-        let sort_uses_lookups = spec.sort.iter().flatten().any(|key| {
-            let path = key.field.strip_prefix("this.").unwrap_or(&key.field);
-            names.contains(&path.split('.').next().unwrap_or_default())
-        });
-        if sort_uses_lookups || filter.as_ref().is_some_and(|f| references(f, &names)) {
+        if sort_reads(spec, &names) || filter.as_ref().is_some_and(|f| references(f, &names)) {
             return self
                 .list_by_lookups(caller, model, spec, filter, &lookups, count)
                 .await;
@@ -230,10 +226,7 @@ impl RecordService {
             Some(other) => (vec![other], Vec::new()),
         };
         let sql_filter = (!in_sql.is_empty()).then_some(Expr::And(in_sql));
-        let sort_in_memory = spec.sort.iter().flatten().any(|key| {
-            let path = key.field.strip_prefix("this.").unwrap_or(&key.field);
-            names.contains(&path.split('.').next().unwrap_or_default())
-        });
+        let sort_in_memory = sort_reads(spec, &names);
         let scan_spec = QuerySpec {
             sort: if sort_in_memory {
                 None
@@ -410,6 +403,14 @@ pub(super) fn sort_keys(spec: &QuerySpec) -> Result<Vec<(String, bool)>, RecordE
             Some(_) => Err(field("sort", "direction must be asc or desc.")),
         })
         .collect()
+}
+
+/// Whether a sort key of the spec starts with one of these top-level fields.
+fn sort_reads(spec: &QuerySpec, names: &[&str]) -> bool {
+    spec.sort.iter().flatten().any(|key| {
+        let path = key.field.strip_prefix("this.").unwrap_or(&key.field);
+        names.contains(&path.split('.').next().unwrap_or_default())
+    })
 }
 
 /// The 1-based page and the page size of a spec.
