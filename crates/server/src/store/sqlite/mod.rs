@@ -22,9 +22,9 @@ use super::{
 
 /// Migrations, applied in order; `PRAGMA user_version` counts those applied.
 const MIGRATIONS: &[&str] = &[
-    include_str!("../../migrations/sqlite/0001_create_auth.sql"),
-    include_str!("../../migrations/sqlite/0002_create_storage.sql"),
-    include_str!("../../migrations/sqlite/0003_create_objects.sql"),
+    include_str!("../../../migrations/sqlite/0001_create_auth.sql"),
+    include_str!("../../../migrations/sqlite/0002_create_storage.sql"),
+    include_str!("../../../migrations/sqlite/0003_create_objects.sql"),
 ];
 
 /// Most units of work committed together.
