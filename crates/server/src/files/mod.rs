@@ -1,11 +1,15 @@
 //! Files: uploads streamed to the blob store under a random key with the size limit enforced
 //! while streaming, metadata in the store, and what serving a public path needs. In-place
-//! changes are in `changes.rs`.
+//! changes are in `changes.rs`, the list calls and totals in `lists.rs`, copying, moving and
+//! deleting many files in `transfer.rs`.
 
 pub mod blobs;
 mod changes;
+mod lists;
+mod transfer;
 
 pub use changes::Changes;
+pub use lists::{ListOptions, Scope, Sort};
 
 use std::sync::Arc;
 
@@ -52,6 +56,17 @@ pub enum FileError {
     /// The upload stream failed (client went away).
     #[error("upload interrupted: {0}")]
     Interrupted(String),
+    /// A filter or sort that cannot be used.
+    #[error("{0}")]
+    Expression(crate::expr::ExprError),
+    /// A request value is invalid.
+    #[error("{message}")]
+    Invalid {
+        /// The field, as the client names it.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
     /// Storage failed.
     #[error("storage unavailable: {0}")]
     Unavailable(String),

@@ -1,7 +1,9 @@
 //! `/_api/rest/v1/storage/*` and `/_storage/{bucketId}/{fileId}` (protocol.md §6): the bucket
 //! and file calls here, uploads in `uploads.rs`, public paths in `serve.rs`.
 
+mod lists;
 mod serve;
+mod transfer;
 mod uploads;
 
 use axum::body::Body;
@@ -44,7 +46,15 @@ pub fn routes() -> Router<AppState> {
         .route("/storage/create-bucket", post(create_bucket))
         .route("/storage/delete-file", post(delete_by_url))
         .route("/storage/bucket/exists", post(bucket_exists))
-        .route("/storage/bucket/get", post(bucket_info))
+        .route("/storage/bucket/get", post(lists::bucket_info))
+        .route("/storage/list-buckets", post(lists::list_buckets))
+        .route("/storage/search-files", post(lists::search_files))
+        .route("/storage/bucket/list-files", post(lists::list_files))
+        .route("/storage/stats", get(lists::stats))
+        .route("/storage/bucket/delete-files", post(transfer::delete_files))
+        .route("/storage/bucket/file/duplicate", post(transfer::duplicate))
+        .route("/storage/bucket/file/move", post(transfer::move_file))
+        .route("/storage/bucket/file/copy", post(transfer::copy))
         .route("/storage/bucket/file/exists", post(file_exists))
         .route("/storage/bucket/file/get", post(file_info))
         .route("/storage/bucket/file/delete", post(delete_file))
@@ -147,6 +157,8 @@ impl From<FileError> for ApiError {
                 "invalid_body",
                 format!("The upload could not be read: {cause}"),
             ),
+            FileError::Expression(err) => err.into(),
+            FileError::Invalid { field, message } => ApiError::validation(field, message),
             FileError::Unavailable(cause) => crate::auth::AuthError::Unavailable(cause).into(),
         }
     }
@@ -214,9 +226,14 @@ struct StorageRequest {
     file_url: Option<String>,
     new_name: Option<String>,
     include_files: Option<bool>,
-    /// `bucket/get`'s statistics flag: accepted, statistics not yet reported.
-    #[serde(rename = "detailed")]
-    _detailed: Option<bool>,
+    /// `bucket/get`: add the bucket's totals under `stats`.
+    detailed: Option<bool>,
+    /// `file/duplicate`: the copy's name.
+    duplicate_name: Option<String>,
+    /// `file/move`, `file/copy`: the destination bucket.
+    bucket_name_or_id: Option<String>,
+    /// `bucket/delete-files`: names or ids.
+    file_names_or_ids: Option<Value>,
 }
 
 impl StorageRequest {
@@ -370,14 +387,6 @@ async fn bucket_exists(
         Err(err) => return Err(err.into()),
     };
     Ok(Json(Value::Bool(exists)))
-}
-
-async fn bucket_info(
-    State(state): State<AppState>,
-    ApiJson(body): ApiJson<StorageRequest>,
-) -> Result<Json<Value>, ApiError> {
-    let bucket = state.files.bucket(body.bucket()?).await?;
-    Ok(Json(bucket_json(&bucket)))
 }
 
 async fn file_exists(
