@@ -128,6 +128,16 @@ impl Blobs {
             .boxed())
     }
 
+    /// Copy a blob to a new key (a hard link on the local file system). `false` when `from`
+    /// does not exist.
+    pub async fn copy(&self, from: &str, to: &str) -> Result<bool, BlobError> {
+        match self.store.copy(&Path::from(from), &Path::from(to)).await {
+            Ok(()) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(err) => Err(err.into()),
+        }
+    }
+
     /// Delete a blob (missing is fine).
     pub async fn delete(&self, key: &str) -> Result<(), BlobError> {
         match self.store.delete(&Path::from(key)).await {

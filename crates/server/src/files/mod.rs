@@ -1,7 +1,15 @@
 //! Files: uploads streamed to the blob store under a random key with the size limit enforced
-//! while streaming, metadata in the store, and what serving a public path needs.
+//! while streaming, metadata in the store, and what serving a public path needs. In-place
+//! changes are in `changes.rs`, the list calls and totals in `lists.rs`, copying, moving and
+//! deleting many files in `transfer.rs`.
 
 pub mod blobs;
+mod changes;
+mod lists;
+mod transfer;
+
+pub use changes::Changes;
+pub use lists::{ListOptions, Scope, Sort};
 
 use std::sync::Arc;
 
@@ -48,6 +56,17 @@ pub enum FileError {
     /// The upload stream failed (client went away).
     #[error("upload interrupted: {0}")]
     Interrupted(String),
+    /// A filter or sort that cannot be used.
+    #[error("{0}")]
+    Expression(crate::expr::ExprError),
+    /// A request value is invalid.
+    #[error("{message}")]
+    Invalid {
+        /// The field, as the client names it.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
     /// Storage failed.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
@@ -147,37 +166,6 @@ fn bytes_of(value: Option<&serde_json::Value>) -> Option<Vec<u8>> {
         .iter()
         .map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
         .collect()
-}
-
-/// Changes to a file or bucket's name, privacy and tags.
-#[derive(Debug, Clone, Default)]
-pub struct Changes {
-    /// New name.
-    pub name: Option<String>,
-    /// New privacy.
-    pub is_public: Option<bool>,
-    /// Replace the tags.
-    pub tags: Option<Vec<String>>,
-    /// Add tags (kept unique).
-    pub add_tags: Vec<String>,
-    /// Remove tags.
-    pub remove_tags: Vec<String>,
-    /// Buckets: apply `is_public` to every file too.
-    pub include_files: bool,
-}
-
-impl Changes {
-    fn apply_tags(&self, tags: &mut Vec<String>) {
-        if let Some(new) = &self.tags {
-            tags.clone_from(new);
-        }
-        for tag in &self.add_tags {
-            if !tags.contains(tag) {
-                tags.push(tag.clone());
-            }
-        }
-        tags.retain(|t| !self.remove_tags.contains(t));
-    }
 }
 
 /// Types served inline; everything else is served as an attachment.
@@ -446,90 +434,6 @@ impl FileService {
         }
     }
 
-    /// Change one of the caller's files: name (numbered if taken), privacy, tags.
-    pub async fn change_file(
-        &self,
-        caller: &str,
-        bucket: &str,
-        file: &str,
-        changes: &Changes,
-    ) -> Result<FileRecord, FileError> {
-        let mut file = self.find(Some(caller), bucket, file).await?;
-        if file.user_id.as_deref() != Some(caller) {
-            return Err(FileError::NotAllowed);
-        }
-        if let Some(name) = &changes.name {
-            check_name(name)?;
-            file.file_name.clone_from(name);
-        }
-        if let Some(public) = changes.is_public {
-            file.is_public = public;
-        }
-        changes.apply_tags(&mut file.tags);
-        file.updated_at = self.clock.now();
-        Ok(self.store.update_file(file).await?)
-    }
-
-    /// Change one of the caller's buckets (`root` keeps its name).
-    pub async fn change_bucket(
-        &self,
-        caller: &str,
-        bucket: &str,
-        changes: &Changes,
-    ) -> Result<BucketRecord, FileError> {
-        let mut bucket = self.bucket(bucket).await?;
-        if bucket.name == "root" && changes.name.as_deref().is_some_and(|n| n != "root") {
-            return Err(FileError::RootProtected);
-        }
-        if bucket.user_id.as_deref() != Some(caller) {
-            return Err(FileError::NotAllowed);
-        }
-        if let Some(name) = &changes.name
-            && *name != bucket.name
-        {
-            check_bucket_name(name)?;
-            bucket.name.clone_from(name);
-        }
-        if let Some(public) = changes.is_public {
-            bucket.is_public = public;
-        }
-        changes.apply_tags(&mut bucket.tags);
-        bucket.updated_at = self.clock.now();
-        let files_public = changes.is_public.filter(|_| changes.include_files);
-        match self.store.update_bucket(bucket.clone(), files_public).await {
-            Ok(()) => Ok(bucket),
-            Err(StoreError::Conflict { .. }) => Err(FileError::BucketNotUnique(bucket.name)),
-            Err(err) => Err(err.into()),
-        }
-    }
-
-    /// Delete every file of one of the caller's buckets, and with `bucket_too` the bucket
-    /// (never `root`).
-    pub async fn clear_bucket(
-        &self,
-        caller: &str,
-        bucket: &str,
-        bucket_too: bool,
-    ) -> Result<(), FileError> {
-        let bucket = self.bucket(bucket).await?;
-        if bucket_too && bucket.name == "root" {
-            return Err(FileError::RootProtected);
-        }
-        if bucket.user_id.as_deref() != Some(caller) {
-            return Err(FileError::NotAllowed);
-        }
-        let keys = self
-            .store
-            .delete_bucket_files(&bucket.id, bucket_too)
-            .await?;
-        for key in keys {
-            if let Err(err) = self.blobs.delete(&key).await {
-                tracing::warn!(error = %err, blob = %key, "deleting a blob failed");
-            }
-        }
-        Ok(())
-    }
-
     /// The bytes of a file, or of a range of them.
     pub async fn content(
         &self,
@@ -539,21 +443,6 @@ impl FileService {
         let size = u64::try_from(file.size).unwrap_or(0);
         let len = range.as_ref().map_or(size, |r| r.end - r.start);
         Ok(self.blobs.read(&file.blob_key, range, len).await?)
-    }
-}
-
-fn check_bucket_name(name: &str) -> Result<(), FileError> {
-    let valid = !name.is_empty()
-        && name.len() <= 64
-        && name != "."
-        && name != ".."
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-    if valid {
-        Ok(())
-    } else {
-        Err(FileError::InvalidBucketName)
     }
 }
 

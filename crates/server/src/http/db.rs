@@ -12,7 +12,6 @@ use super::error::ApiError;
 use super::extract::{ApiJson, SessionHeader};
 use super::views::user_json;
 use crate::auth::Caller;
-use crate::expr::ExprError;
 use crate::profile::{ProfileError, UserView};
 use crate::records::{Computation, FieldUpdate, LookupSpec, QuerySpec, RecordError};
 use crate::state::AppState;
@@ -121,24 +120,7 @@ impl From<RecordError> for ApiError {
                 }],
                 retry_after: None,
             },
-            RecordError::Expression(ExprError::Invalid { position, message }) => ApiError::Client {
-                status: StatusCode::BAD_REQUEST,
-                entries: vec![super::error::ErrorEntry {
-                    code: "invalid_expression",
-                    message: format!("The expression is not valid: {message}"),
-                    details: Some(serde_json::json!({ "position": position })),
-                }],
-                retry_after: None,
-            },
-            RecordError::Expression(ExprError::Unsupported { name }) => ApiError::Client {
-                status: StatusCode::BAD_REQUEST,
-                entries: vec![super::error::ErrorEntry {
-                    code: "unsupported_function",
-                    message: format!("The function {name} is not supported."),
-                    details: Some(serde_json::json!({ "function": name })),
-                }],
-                retry_after: None,
-            },
+            RecordError::Expression(err) => err.into(),
             RecordError::TooBroad(_) => {
                 ApiError::client(StatusCode::BAD_REQUEST, "query_too_broad", message)
             }

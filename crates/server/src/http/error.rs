@@ -5,6 +5,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::auth::AuthError;
+use crate::expr::ExprError;
 
 /// One entry of the `errors` array.
 #[derive(Debug, Clone)]
@@ -105,6 +106,28 @@ impl ApiError {
             *retry_after = Some(secs);
         }
         self
+    }
+}
+
+impl From<ExprError> for ApiError {
+    fn from(err: ExprError) -> Self {
+        let entry = match err {
+            ExprError::Invalid { position, message } => ErrorEntry {
+                code: "invalid_expression",
+                message: format!("The expression is not valid: {message}"),
+                details: Some(json!({ "position": position })),
+            },
+            ExprError::Unsupported { name } => ErrorEntry {
+                code: "unsupported_function",
+                message: format!("The function {name} is not supported."),
+                details: Some(json!({ "function": name })),
+            },
+        };
+        Self::Client {
+            status: StatusCode::BAD_REQUEST,
+            entries: vec![entry],
+            retry_after: None,
+        }
     }
 }
 

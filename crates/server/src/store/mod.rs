@@ -362,8 +362,50 @@ pub struct UserQuery {
     pub count: bool,
 }
 
+/// A page of the buckets or files a caller may read (the storage list calls).
+///
+/// Each row is presented to `filter` and `order_by` as `id`, `data` (the wire fields as a JSON
+/// object), `created_at` and `updated_at`, the columns `sql_filter` compiles against; for files
+/// `created_at` is the upload time.
+#[derive(Debug, Clone)]
+pub struct StorageQuery {
+    /// Whose private buckets or files are listed too; public ones always are.
+    pub reader: Option<String>,
+    /// Files only: just this bucket's.
+    pub bucket_id: Option<String>,
+    /// Files only: the base URL of `publicPath` (no trailing slash).
+    pub public_base: String,
+    /// The compiled filter, if any.
+    pub filter: Option<sql_filter::SqlFilter>,
+    /// The `ORDER BY` clause (from `sql_filter::order_by`).
+    pub order_by: String,
+    /// Page size.
+    pub limit: u32,
+    /// Rows skipped.
+    pub offset: u64,
+    /// Also count every match (ignoring the page).
+    pub count: bool,
+}
+
 /// Called with each object of a scan; `false` stops it.
 pub type ObjectVisitor = Box<dyn FnMut(ObjectRecord) -> bool + Send>;
+
+/// Totals over the buckets and files a caller may read.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct StorageStats {
+    /// Buckets.
+    pub buckets: u64,
+    /// Files.
+    pub files: u64,
+    /// Bytes of every file.
+    pub total_size: i64,
+    /// Mean file size in bytes; 0 without files.
+    pub average_size: f64,
+    /// Smallest file in bytes; 0 without files.
+    pub min_size: i64,
+    /// Largest file in bytes; 0 without files.
+    pub max_size: i64,
+}
 
 /// A value of a field declared unique: `(field, canonical JSON of the value)`.
 pub type UniqueValue = (String, String);
@@ -557,6 +599,31 @@ pub trait Store: Send + Sync + 'static {
     /// Write a file's name, privacy, tags and content fields; a taken name is numbered like
     /// an upload's. Returns the record as stored.
     async fn update_file(&self, file: FileRecord) -> StoreResult<FileRecord>;
+
+    /// A page of the buckets `query.reader` may read (public ones and their own) that match,
+    /// and, when asked, how many match in all.
+    async fn query_buckets(
+        &self,
+        query: StorageQuery,
+    ) -> StoreResult<(Vec<BucketRecord>, Option<u64>)>;
+    /// A page of the files `query.reader` may read (public ones and their own) that match,
+    /// and, when asked, how many match in all.
+    async fn query_files(&self, query: StorageQuery)
+    -> StoreResult<(Vec<FileRecord>, Option<u64>)>;
+    /// Totals over the buckets and files `reader` may read; files of `bucket_id` only if given.
+    async fn storage_stats(
+        &self,
+        reader: Option<&str>,
+        bucket_id: Option<&str>,
+    ) -> StoreResult<StorageStats>;
+    /// Delete the files of a bucket owned by `owner` whose id or name is in `keys`, in one
+    /// transaction. Returns their blob keys.
+    async fn delete_owned_files(
+        &self,
+        bucket_id: &str,
+        owner: &str,
+        keys: Vec<String>,
+    ) -> StoreResult<Vec<String>>;
 
     /// Insert objects, all or none; `Conflict { constraint: field }` on a taken unique value.
     async fn insert_objects(&self, objects: Vec<ObjectWrite>) -> StoreResult<()>;

@@ -15,4 +15,6 @@ mod records;
 mod sessions;
 mod sign_in;
 mod sign_up;
+mod storage_lists;
+mod storage_transfers;
 mod transport;

@@ -3,7 +3,10 @@
 //!
 //! The writer drains up to `GROUP` queued units of work into one transaction, each inside its
 //! own savepoint, and answers each only after COMMIT: `synchronous=FULL` durability at a
-//! fraction of the fsyncs (shared/PERFORMANCE.md).
+//! fraction of the fsyncs (shared/PERFORMANCE.md). The storage list calls are in
+//! `storage.rs`.
+
+mod storage;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
@@ -17,15 +20,15 @@ use tokio::sync::{Semaphore, oneshot};
 use super::{
     BucketRecord, ClientKeyRecord, FileRecord, MailRecord, Millis, NewMail, NewSession, NewToken,
     NewUser, ObjectQuery, ObjectRecord, ObjectVisitor, ObjectWrite, RedeemGrant, ResetPassword,
-    SessionRecord, SessionRef, Store, StoreError, StoreResult, TokenKind, TokenRecord, UserQuery,
-    UserRecord, numbered_name,
+    SessionRecord, SessionRef, StorageQuery, StorageStats, Store, StoreError, StoreResult,
+    TokenKind, TokenRecord, UserQuery, UserRecord, numbered_name,
 };
 
 /// Migrations, applied in order; `PRAGMA user_version` counts those applied.
 const MIGRATIONS: &[&str] = &[
-    include_str!("../../migrations/sqlite/0001_create_auth.sql"),
-    include_str!("../../migrations/sqlite/0002_create_storage.sql"),
-    include_str!("../../migrations/sqlite/0003_create_objects.sql"),
+    include_str!("../../../migrations/sqlite/0001_create_auth.sql"),
+    include_str!("../../../migrations/sqlite/0002_create_storage.sql"),
+    include_str!("../../../migrations/sqlite/0003_create_objects.sql"),
 ];
 
 /// Most units of work committed together.
@@ -1401,6 +1404,46 @@ impl Store for SqliteStore {
                 file_name: name,
                 ..file
             })
+        })
+        .await
+    }
+
+    async fn query_buckets(
+        &self,
+        query: StorageQuery,
+    ) -> StoreResult<(Vec<BucketRecord>, Option<u64>)> {
+        self.read(move |conn| storage::query_buckets(conn, &query))
+            .await
+    }
+
+    async fn query_files(
+        &self,
+        query: StorageQuery,
+    ) -> StoreResult<(Vec<FileRecord>, Option<u64>)> {
+        self.read(move |conn| storage::query_files(conn, &query))
+            .await
+    }
+
+    async fn storage_stats(
+        &self,
+        reader: Option<&str>,
+        bucket_id: Option<&str>,
+    ) -> StoreResult<StorageStats> {
+        let (reader, bucket_id) = (reader.map(String::from), bucket_id.map(String::from));
+        self.read(move |conn| storage::storage_stats(conn, reader.as_deref(), bucket_id.as_deref()))
+            .await
+    }
+
+    async fn delete_owned_files(
+        &self,
+        bucket_id: &str,
+        owner: &str,
+        keys: Vec<String>,
+    ) -> StoreResult<Vec<String>> {
+        let (bucket_id, owner) = (bucket_id.to_string(), owner.to_string());
+        let keys = serde_json::to_string(&keys).map_err(backend)?;
+        self.write(move |conn| {
+            storage::delete_owned_files(conn, &bucket_id, &owner, &keys).map_err(db_error)
         })
         .await
     }

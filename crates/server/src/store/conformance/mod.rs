@@ -1,5 +1,14 @@
 //! The conformance suite: every backend passes every case. A new backend adds a module to the
-//! `conformance!` macro and a `fresh_*` constructor.
+//! `conformance!` macro and a `fresh_*` constructor. The storage list cases are in
+//! `storage.rs`.
+
+mod storage;
+
+use self::storage::{
+    only_owned_files_are_deleted_by_id_or_name, storage_lists_filter_sort_and_page_in_the_store,
+    storage_lists_show_public_rows_and_the_readers_own,
+    storage_stats_total_what_the_reader_may_read,
+};
 
 use serde_json::{Map, json};
 
@@ -37,6 +46,10 @@ conformance!(
     taken_file_names_are_numbered,
     profile_updates_merge_top_level_fields,
     object_writes_check_versions_and_unique_values,
+    storage_lists_show_public_rows_and_the_readers_own,
+    storage_lists_filter_sort_and_page_in_the_store,
+    storage_stats_total_what_the_reader_may_read,
+    only_owned_files_are_deleted_by_id_or_name,
 );
 
 async fn fresh_sqlite() -> (tempfile::TempDir, SqliteStore) {
