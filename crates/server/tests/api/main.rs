@@ -14,4 +14,5 @@ mod records;
 mod sessions;
 mod sign_in;
 mod sign_up;
+mod site;
 mod transport;
