@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::app::{App, auth_service, ensure_client_key, open_store};
 use crate::auth::password::PasswordHasher;
@@ -39,7 +39,7 @@ enum LogFormat {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server (defaults: ./basalt-data, 127.0.0.1:8090, mail to the dev outbox).
-    Serve,
+    Serve(ServeArgs),
     /// Create or upgrade the database, then exit.
     Migrate,
     /// Configuration tools.
@@ -64,6 +64,13 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Serve this folder's built single-page app at `/` (sets `app.static_dir`).
+    #[arg(long, value_name = "DIR")]
+    static_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -144,10 +151,16 @@ fn init_logging(format: LogFormat) {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = Config::load(cli.config.as_deref())?;
+    let mut config = Config::load(cli.config.as_deref())?;
     let clock: SharedClock = Arc::new(SystemClock);
     match cli.command {
-        Command::Serve => serve(config, clock).await,
+        Command::Serve(args) => {
+            if let Some(dir) = args.static_dir {
+                config.app.static_dir = Some(dir);
+                config.validate()?;
+            }
+            serve(config, clock).await
+        }
         Command::Migrate => {
             open_store(&config).await?;
             println!("database in {} is up to date", config.data_dir.display());
@@ -168,9 +181,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn serve(config: Config, clock: SharedClock) -> anyhow::Result<()> {
     let base = config.public_base().to_string();
     let dev_outbox = config.mail.dev_outbox_enabled();
+    let serves_app = config.app.static_dir.is_some();
     let app = App::build(config, clock).await?;
     let addr = app.local_addr()?;
     println!("Basalt is ready on {addr}");
+    if serves_app {
+        println!("  app:       {base}/");
+    }
     println!("  envUrl:    {base}");
     println!("  clientKey: {}", app.client_key);
     if dev_outbox {

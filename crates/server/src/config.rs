@@ -41,6 +41,20 @@ pub struct Config {
     pub storage: StorageConfig,
     /// The database API.
     pub database: DatabaseConfig,
+    /// A web app served beside the API.
+    pub app: AppConfig,
+}
+
+/// A web app served beside the API (the example app, or any single-page app).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AppConfig {
+    /// Folder of a built single-page app, served at `/`; page paths without a file there get
+    /// its `index.html`. `/_api`, `/_storage`, `/_auth`, `/_dev` and `/health` always win.
+    pub static_dir: Option<PathBuf>,
+    /// `Content-Security-Policy` of the app's files; when unset, a policy that lets the app load
+    /// its own files and talk to this server only.
+    pub content_security_policy: Option<String>,
 }
 
 /// File storage.
@@ -163,6 +177,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             storage: StorageConfig::default(),
             database: DatabaseConfig::default(),
+            app: AppConfig::default(),
         }
     }
 }
@@ -173,8 +188,9 @@ impl Default for Config {
 pub struct AuthConfig {
     /// New accounts must confirm their address before signing in with a password.
     pub email_verification: bool,
-    /// Where emailed links send the browser (`status`, `action`, `access_token` appended).
-    pub redirect_url: String,
+    /// Where emailed links send the browser (`status`, `action`, `access_token` appended);
+    /// see [`Config::redirect_url`] for the default.
+    pub redirect_url: Option<String>,
     /// Honour `emailVerified: true` in sign-up data (lets anyone skip verification).
     pub allow_verified_signup_data: bool,
     /// Minimum password length in characters (never below 8).
@@ -203,7 +219,7 @@ impl Default for AuthConfig {
     fn default() -> Self {
         Self {
             email_verification: true,
-            redirect_url: "http://localhost:3000/auth-redirect".into(),
+            redirect_url: None,
             allow_verified_signup_data: false,
             min_password_length: 8,
             password_hash: PasswordHashConfig::default(),
@@ -479,7 +495,12 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "limits",
     "storage",
     "database",
+    "app",
 ];
+
+/// Where emailed links go when neither `auth.redirect_url` nor `app.static_dir` is set: the
+/// tutorial app on its development server.
+const TUTORIAL_REDIRECT_URL: &str = "http://localhost:3000/auth-redirect";
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -522,12 +543,17 @@ impl Config {
                 "public_url must start with http:// or https://".into(),
             ));
         }
-        url::Url::parse(&self.auth.redirect_url).map_err(|err| {
-            ConfigError(format!(
-                "auth.redirect_url {:?}: {err}",
-                self.auth.redirect_url
-            ))
-        })?;
+        let redirect = self.redirect_url();
+        url::Url::parse(&redirect)
+            .map_err(|err| ConfigError(format!("auth.redirect_url {redirect:?}: {err}")))?;
+        if let Some(dir) = &self.app.static_dir
+            && !dir.join("index.html").is_file()
+        {
+            return Err(ConfigError(format!(
+                "app.static_dir {}: no index.html there (build the app first)",
+                dir.display()
+            )));
+        }
         if self.auth.min_password_length < 8 {
             return Err(ConfigError(
                 "auth.min_password_length must be at least 8".into(),
@@ -631,6 +657,16 @@ impl Config {
         self.public_url.trim_end_matches('/')
     }
 
+    /// Where emailed links send the browser: `auth.redirect_url` when set; else the served
+    /// app's own `/auth-redirect`; else the tutorial's `http://localhost:3000/auth-redirect`.
+    pub fn redirect_url(&self) -> String {
+        match (&self.auth.redirect_url, &self.app.static_dir) {
+            (Some(url), _) => url.clone(),
+            (None, Some(_)) => format!("{}/auth-redirect", self.public_base()),
+            (None, None) => TUTORIAL_REDIRECT_URL.into(),
+        }
+    }
+
     /// The merged configuration as TOML, secrets redacted.
     pub fn to_redacted_toml(&self) -> String {
         toml_string(self)
@@ -703,6 +739,31 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn the_redirect_url_defaults_to_the_served_app_then_to_the_tutorial() {
+        let mut config = Config::default();
+        assert_eq!(config.redirect_url(), "http://localhost:3000/auth-redirect");
+        config.public_url = "https://id.example.com/".into();
+        config.app.static_dir = Some(PathBuf::from("dist"));
+        assert_eq!(
+            config.redirect_url(),
+            "https://id.example.com/auth-redirect"
+        );
+        config.auth.redirect_url = Some("myapp://signed-in".into());
+        assert_eq!(config.redirect_url(), "myapp://signed-in");
+    }
+
+    #[test]
+    fn a_static_dir_without_index_html_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.app.static_dir = Some(dir.path().to_path_buf());
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("no index.html"), "{err}");
+        std::fs::write(dir.path().join("index.html"), "<!doctype html>").unwrap();
+        config.validate().unwrap();
     }
 
     #[test]

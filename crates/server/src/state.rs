@@ -1,8 +1,12 @@
 //! `AppState`: every handle a handler may touch.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+use anyhow::Context;
+use axum::http::HeaderValue;
 
 use crate::auth::AuthService;
 use crate::config::Config;
@@ -77,13 +81,53 @@ pub struct HttpSettings {
     pub app_name: String,
     /// The public URL is `https://`: send HSTS.
     pub behind_tls: bool,
+    /// The web app served at `/`, if any.
+    pub app: Option<StaticApp>,
+}
+
+/// A built single-page app served beside the API.
+#[derive(Debug, Clone)]
+pub struct StaticApp {
+    /// Its folder, absolute.
+    pub dir: PathBuf,
+    /// The `Content-Security-Policy` of its files.
+    pub csp: HeaderValue,
+}
+
+impl StaticApp {
+    fn from_config(config: &Config) -> anyhow::Result<Option<Self>> {
+        let Some(dir) = &config.app.static_dir else {
+            return Ok(None);
+        };
+        let dir = dir
+            .canonicalize()
+            .with_context(|| format!("app.static_dir {}", dir.display()))?;
+        let csp = match &config.app.content_security_policy {
+            Some(policy) => policy.clone(),
+            None => default_csp(&config.public_url)?,
+        };
+        let csp = HeaderValue::from_str(&csp)
+            .context("app.content_security_policy is not a valid header value")?;
+        Ok(Some(Self { dir, csp }))
+    }
+}
+
+/// The app's own files, and this server (by its public origin too, should the browser reach
+/// it under another name) for API calls and uploaded images. No inline scripts or styles.
+fn default_csp(public_url: &str) -> anyhow::Result<String> {
+    let origin = url::Url::parse(public_url)?.origin().ascii_serialization();
+    Ok(format!(
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob: {origin}; \
+         connect-src 'self' {origin}; font-src 'self'; object-src 'none'; base-uri 'self'; \
+         form-action 'self'; frame-ancestors 'none'"
+    ))
 }
 
 impl HttpSettings {
     /// Settings from a validated configuration.
     pub fn from_config(config: &Config) -> anyhow::Result<Self> {
         Ok(Self {
-            redirect_url: url::Url::parse(&config.auth.redirect_url)?,
+            redirect_url: url::Url::parse(&config.redirect_url())?,
             dev_outbox: config.mail.dev_outbox_enabled(),
             allowed_origins: config
                 .cors
@@ -105,6 +149,7 @@ impl HttpSettings {
             request_timeout: Duration::from_secs(config.limits.request_timeout_secs),
             app_name: config.app_name.clone(),
             behind_tls: config.public_url.starts_with("https://"),
+            app: StaticApp::from_config(config)?,
         })
     }
 

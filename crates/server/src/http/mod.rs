@@ -9,6 +9,7 @@ mod extract;
 mod files;
 mod health;
 mod links;
+mod site;
 mod views;
 
 use std::time::Duration;
@@ -49,11 +50,12 @@ pub fn router(state: AppState) -> Router {
         .nest(API_PREFIX, api)
         .merge(links::routes())
         .merge(files::public_routes())
-        .merge(health::routes());
+        .merge(health::routes())
+        .merge(site::routes());
     if state.settings.dev_outbox {
         app = app.merge(dev_mail::routes());
     }
-    app.fallback(unknown_route)
+    app.fallback(site::fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), edge))
         .layer(
@@ -89,10 +91,6 @@ impl MakeRequestId for RandomRequestId {
         let id = hex::encode(rand::random::<[u8; 8]>());
         HeaderValue::from_str(&id).ok().map(RequestId::new)
     }
-}
-
-async fn unknown_route() -> ApiError {
-    ApiError::not_found()
 }
 
 async fn method_not_allowed() -> ApiError {

@@ -15,6 +15,7 @@ mod records;
 mod sessions;
 mod sign_in;
 mod sign_up;
+mod site;
 mod storage_lists;
 mod storage_transfers;
 mod transport;

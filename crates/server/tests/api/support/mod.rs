@@ -109,7 +109,7 @@ impl TestApp {
             client_keys: vec![KEY.into()],
             ..Config::default()
         };
-        config.auth.redirect_url = REDIRECT.into();
+        config.auth.redirect_url = Some(REDIRECT.into());
         // Cheap hashes keep the suite fast; the parameters are a setting like any other.
         config.auth.password_hash.memory_kib = 1024;
         config.auth.password_hash.iterations = 1;
