@@ -399,7 +399,7 @@ fn object_from_row(row: &Row<'_>) -> rusqlite::Result<ObjectRecord> {
 /// The users as the caller `?1` sees them, in the columns a compiled filter reads: their own
 /// record whole (profile data plus the account fields of the User shape), others only the
 /// public fields named in the JSON list `?2`, with times hidden.
-const VISIBLE_USERS: &str = "WITH visible AS (SELECT id, \
+const VISIBLE_USERS: &str = "(SELECT id, \
      CASE WHEN id = ?1 THEN json_set(data, \
          '$.email', email, \
          '$.emailVerified', json(CASE WHEN email_verified THEN 'true' ELSE 'false' END), \
@@ -412,7 +412,37 @@ const VISIBLE_USERS: &str = "WITH visible AS (SELECT id, \
      END AS data, \
      CASE WHEN id = ?1 THEN created_at ELSE 0 END AS created_at, \
      CASE WHEN id = ?1 THEN updated_at ELSE 0 END AS updated_at \
-     FROM users)";
+     FROM users) AS visible";
+
+/// `SELECT {columns} FROM {from} {order_by}` for one page (`limit`, `offset`), and, when
+/// `count` is set, the number of rows of `from` in all.
+fn paged<T>(
+    conn: &Connection,
+    from: &str,
+    columns: &str,
+    mut params: Vec<rusqlite::types::Value>,
+    order_by: &str,
+    (limit, offset, count): (u32, u64, bool),
+    from_row: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<(Vec<T>, Option<u64>)> {
+    let total = if count {
+        let n: i64 = conn
+            .prepare_cached(&format!("SELECT COUNT(*) FROM {from}"))?
+            .query_row(rusqlite::params_from_iter(params.iter()), |row| row.get(0))?;
+        Some(u64::try_from(n).unwrap_or(0))
+    } else {
+        None
+    };
+    params.push(i64::from(limit).into());
+    params.push(i64::try_from(offset).unwrap_or(i64::MAX).into());
+    let rows = conn
+        .prepare_cached(&format!(
+            "SELECT {columns} FROM {from} {order_by} LIMIT ? OFFSET ?"
+        ))?
+        .query_map(rusqlite::params_from_iter(params.iter()), from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok((rows, total))
+}
 
 /// The `WHERE` condition of an object query (model, owner, filter) and its parameters.
 fn object_condition(query: &ObjectQuery) -> (String, Vec<rusqlite::types::Value>) {
@@ -1173,27 +1203,15 @@ impl Store for SqliteStore {
     ) -> StoreResult<(Vec<ObjectRecord>, Option<u64>)> {
         let (condition, params) = object_condition(&query);
         self.read(move |conn| {
-            let total = if query.count {
-                let sql = format!("SELECT COUNT(*) FROM objects WHERE {condition}");
-                let n: i64 = conn
-                    .prepare_cached(&sql)?
-                    .query_row(rusqlite::params_from_iter(params.iter()), |row| row.get(0))?;
-                Some(u64::try_from(n).unwrap_or(0))
-            } else {
-                None
-            };
-            let sql = format!(
-                "SELECT * FROM objects WHERE {condition} {} LIMIT ? OFFSET ?",
-                query.order_by
-            );
-            let mut page = params;
-            page.push(i64::from(query.limit).into());
-            page.push(i64::try_from(query.offset).unwrap_or(i64::MAX).into());
-            let rows = conn
-                .prepare_cached(&sql)?
-                .query_map(rusqlite::params_from_iter(page.iter()), object_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok((rows, total))
+            paged(
+                conn,
+                &format!("objects WHERE {condition}"),
+                "*",
+                params,
+                &query.order_by,
+                (query.limit, query.offset, query.count),
+                object_from_row,
+            )
         })
         .await
     }
@@ -1282,28 +1300,15 @@ impl Store for SqliteStore {
             None => "1".into(),
         };
         self.read(move |conn| {
-            let total = if query.count {
-                let sql = format!("{VISIBLE_USERS} SELECT COUNT(*) FROM visible WHERE {condition}");
-                let n: i64 = conn
-                    .prepare_cached(&sql)?
-                    .query_row(rusqlite::params_from_iter(params.iter()), |row| row.get(0))?;
-                Some(u64::try_from(n).unwrap_or(0))
-            } else {
-                None
-            };
-            let sql = format!(
-                "{VISIBLE_USERS} SELECT id FROM visible WHERE {condition} {} LIMIT ? OFFSET ?",
-                query.order_by
-            );
-            let mut page = params;
-            page.push(i64::from(query.limit).into());
-            page.push(i64::try_from(query.offset).unwrap_or(i64::MAX).into());
-            let ids = conn
-                .prepare_cached(&sql)?
-                .query_map(rusqlite::params_from_iter(page.iter()), |row| {
-                    row.get::<_, String>(0)
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let (ids, total) = paged(
+                conn,
+                &format!("{VISIBLE_USERS} WHERE {condition}"),
+                "id",
+                params,
+                &query.order_by,
+                (query.limit, query.offset, query.count),
+                |row| row.get::<_, String>(0),
+            )?;
             let mut users = conn
                 .prepare_cached(
                     "SELECT * FROM users WHERE id IN (SELECT value FROM json_each(?1))",

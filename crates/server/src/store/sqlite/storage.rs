@@ -85,25 +85,15 @@ fn page<T>(
         }
         None => "1".to_string(),
     };
-    let from = format!("({rows}) WHERE {condition}");
-    let total = if query.count {
-        let n: i64 = conn
-            .prepare_cached(&format!("SELECT COUNT(*) FROM {from}"))?
-            .query_row(params_from_iter(params.iter()), |row| row.get(0))?;
-        Some(u64::try_from(n).unwrap_or(0))
-    } else {
-        None
-    };
-    let sql = format!("SELECT * FROM {from} {} LIMIT ? OFFSET ?", query.order_by);
-    params.push(SqlValue::Integer(i64::from(query.limit)));
-    params.push(SqlValue::Integer(
-        i64::try_from(query.offset).unwrap_or(i64::MAX),
-    ));
-    let rows = conn
-        .prepare_cached(&sql)?
-        .query_map(params_from_iter(params.iter()), from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok((rows, total))
+    super::paged(
+        conn,
+        &format!("({rows}) WHERE {condition}"),
+        "*",
+        params,
+        &query.order_by,
+        (query.limit, query.offset, query.count),
+        from_row,
+    )
 }
 
 /// Totals over the buckets and files the reader may read, in one statement (one snapshot).
