@@ -77,9 +77,6 @@ fn db_error(err: rusqlite::Error) -> StoreError {
     backend(err)
 }
 
-/// How much of the database file each read connection maps into memory.
-const READER_MMAP_BYTES: i64 = 256 << 20;
-
 fn open(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
@@ -91,11 +88,7 @@ fn open(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.pragma_update(None, "foreign_keys", true)?;
-    if read_only {
-        // Readers map the file instead of copying its pages into a private cache: hot pages
-        // are shared with the OS page cache, and a page read is a memory access.
-        conn.pragma_update(None, "mmap_size", READER_MMAP_BYTES)?;
-    } else {
+    if !read_only {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
     }
