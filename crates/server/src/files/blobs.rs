@@ -31,26 +31,31 @@ const SMALL_BLOB: usize = 1024 * 1024;
 pub struct BlobWriter {
     store: Arc<dyn ObjectStore>,
     path: Path,
-    buffer: Vec<u8>,
+    /// The chunks so far, kept as received (no copy) until the blob is written.
+    buffer: Vec<Bytes>,
+    buffered: usize,
     streaming: Option<WriteMultipart>,
 }
 
 impl BlobWriter {
     /// Append bytes.
-    pub async fn write(&mut self, chunk: &[u8]) -> Result<(), BlobError> {
-        if self.streaming.is_none() && self.buffer.len() + chunk.len() <= SMALL_BLOB {
-            self.buffer.extend_from_slice(chunk);
+    pub async fn write(&mut self, chunk: Bytes) -> Result<(), BlobError> {
+        if self.streaming.is_none() && self.buffered + chunk.len() <= SMALL_BLOB {
+            self.buffered += chunk.len();
+            self.buffer.push(chunk);
             return Ok(());
         }
         if self.streaming.is_none() {
             let upload = self.store.put_multipart(&self.path).await?;
             let mut writer = WriteMultipart::new(upload);
-            writer.write(&std::mem::take(&mut self.buffer));
+            for buffered in std::mem::take(&mut self.buffer) {
+                writer.put(buffered);
+            }
             self.streaming = Some(writer);
         }
         if let Some(writer) = &mut self.streaming {
             writer.wait_for_capacity(4).await?;
-            writer.write(chunk);
+            writer.put(chunk);
         }
         Ok(())
     }
@@ -63,7 +68,7 @@ impl BlobWriter {
             }
             None => {
                 self.store
-                    .put(&self.path, PutPayload::from(self.buffer))
+                    .put(&self.path, self.buffer.into_iter().collect::<PutPayload>())
                     .await?;
             }
         }
@@ -101,6 +106,7 @@ impl Blobs {
             store: self.store.clone(),
             path: Path::from(key),
             buffer: Vec::new(),
+            buffered: 0,
             streaming: None,
         }
     }
