@@ -101,6 +101,10 @@ describe("storage lists and file transfers through the client", () => {
     assert.ok(!names(bobBuckets.data.result).includes(privateBucket.name), "another user's private bucket is not listed");
     assert.ok(names(bobBuckets.data.result).includes("root"));
     assert.equal(bobBuckets.data.countInfo.pageSize, 1000);
+    const bobProbe = await bob.client.storage.bucket(privateBucket.name).exists();
+    expectOk(bobProbe, "bucket.exists() as another user");
+    assert.equal(bobProbe.data, false, "another user's private bucket does not exist for him");
+    expectError(await bob.client.storage.bucket(privateBucket.name).getInfo(), "bucket_not_found", 400);
   });
 
   test("file.duplicate, copyTo and moveTo de-duplicate names and carry the bytes", QUICK, async () => {

@@ -145,7 +145,7 @@ impl FileService {
     ) -> Result<(Vec<FileRecord>, Option<CountInfo>), FileError> {
         let (mut query, page) = plan(expression, options)?;
         if let Scope::Bucket(bucket) = scope {
-            query.bucket_id = Some(self.bucket(bucket).await?.id);
+            query.bucket_id = Some(self.readable_bucket(reader, bucket).await?.id);
         }
         query.reader = reader.map(String::from);
         query.public_base = public_base.to_string();

@@ -214,6 +214,21 @@ impl FileService {
             .ok_or_else(|| FileError::BucketNotFound(id_or_name.to_string()))
     }
 
+    /// A bucket the reader may see: a public one, or their own. Another user's private
+    /// bucket reads as missing, as it is in the lists.
+    pub async fn readable_bucket(
+        &self,
+        reader: Option<&str>,
+        id_or_name: &str,
+    ) -> Result<BucketRecord, FileError> {
+        let bucket = self.bucket(id_or_name).await?;
+        if bucket.is_public || (reader.is_some() && bucket.user_id.as_deref() == reader) {
+            Ok(bucket)
+        } else {
+            Err(FileError::BucketNotFound(id_or_name.to_string()))
+        }
+    }
+
     /// Stream `body` into a new blob, enforcing the size limit as bytes arrive, then record
     /// the metadata. On any failure nothing is left behind.
     pub async fn upload<S, E>(&self, upload: Upload, body: S) -> Result<FileRecord, FileError>

@@ -513,7 +513,7 @@ async fn buckets_are_created_found_and_unique() {
     for key in ["avatars", bucket["_id"].as_str().unwrap()] {
         let found = storage(
             &app,
-            None,
+            Some(&me),
             "/storage/bucket/get",
             serde_json::json!({ "bucket": key, "detailed": false }),
         )
@@ -522,12 +522,21 @@ async fn buckets_are_created_found_and_unique() {
     }
     let exists = storage(
         &app,
-        None,
+        Some(&me),
         "/storage/bucket/exists",
         serde_json::json!({ "bucket": "avatars" }),
     )
     .await;
     assert_eq!(exists.assert_ok(), &Value::Bool(true));
+    // A private bucket is its owner's: to others it does not exist.
+    let hidden = storage(
+        &app,
+        None,
+        "/storage/bucket/exists",
+        serde_json::json!({ "bucket": "avatars" }),
+    )
+    .await;
+    assert_eq!(hidden.assert_ok(), &Value::Bool(false));
     let missing = storage(
         &app,
         None,

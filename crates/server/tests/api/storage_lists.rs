@@ -452,14 +452,33 @@ async fn bucket_details_and_storage_stats_total_the_readable_files() {
         detailed.body["stats"],
         json!({ "fileCount": 2, "totalSize": 6, "averageSize": 3.0, "minSize": 2, "maxSize": 4 })
     );
-    let seen_by_other = app
-        .post_as(
-            "/storage/bucket/get",
+    // Another user's private bucket reads as missing, as in list-buckets (its public files
+    // still show in search-files and at their public paths).
+    for path in ["/storage/bucket/get", "/storage/bucket/list-files"] {
+        app.post_as(
+            path,
             json!({ "bucket": "box", "detailed": true }),
             Some(&other),
         )
+        .await
+        .assert_error(400, "bucket_not_found");
+    }
+    let exists = app
+        .post_as(
+            "/storage/bucket/exists",
+            json!({ "bucket": "box" }),
+            Some(&other),
+        )
         .await;
-    assert_eq!(seen_by_other.assert_ok()["stats"]["fileCount"], 1);
+    assert_eq!(exists.assert_ok(), &json!(false));
+    let exists = app
+        .post_as(
+            "/storage/bucket/exists",
+            json!({ "bucket": "box" }),
+            Some(&me),
+        )
+        .await;
+    assert_eq!(exists.assert_ok(), &json!(true));
 
     let stats = app.get_as("/storage/stats", Some(&me)).await;
     assert_eq!(

@@ -106,10 +106,13 @@ async fn files(
 pub(super) async fn bucket_info(
     (State(state), session, ApiJson(body)): Call,
 ) -> Result<Json<Value>, ApiError> {
-    let bucket = state.files.bucket(body.bucket()?).await?;
+    let caller = reader(&state, &session).await;
+    let bucket = state
+        .files
+        .readable_bucket(caller.as_deref(), body.bucket()?)
+        .await?;
     let mut value = bucket_json(&bucket);
     if body.detailed == Some(true) {
-        let caller = reader(&state, &session).await;
         let stats = state.files.stats(caller.as_deref(), Some(&bucket)).await?;
         value["stats"] = Value::Object(file_stats(&stats));
     }

@@ -379,9 +379,15 @@ async fn create_bucket(
 
 async fn bucket_exists(
     State(state): State<AppState>,
+    session: SessionHeader,
     ApiJson(body): ApiJson<StorageRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let exists = match state.files.bucket(body.bucket()?).await {
+    let caller = reader(&state, &session).await;
+    let exists = match state
+        .files
+        .readable_bucket(caller.as_deref(), body.bucket()?)
+        .await
+    {
         Ok(_) => true,
         Err(FileError::BucketNotFound(_)) => false,
         Err(err) => return Err(err.into()),
