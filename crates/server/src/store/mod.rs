@@ -5,9 +5,11 @@
 
 #[cfg(test)]
 mod conformance;
+mod postgres;
 pub mod sql_filter;
 mod sqlite;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
