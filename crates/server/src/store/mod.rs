@@ -5,6 +5,7 @@
 
 #[cfg(test)]
 mod conformance;
+pub mod pg_filter;
 mod postgres;
 pub mod sql_filter;
 mod sqlite;
