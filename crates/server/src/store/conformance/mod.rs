@@ -21,23 +21,14 @@ use super::{
     RedeemGrant, SessionRef, SqliteStore, Store, StoreError, TokenKind,
 };
 
-/// Every case runs on every backend; cases after `pending_on_postgres:` need the PostgreSQL
-/// filter compiler (issue 6) and are ignored there until it lands.
 macro_rules! conformance {
-    ($($case:ident),* $(,)?; pending_on_postgres: $($pending:ident),* $(,)?) => {
+    ($($case:ident),* $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test]
                 async fn $case() {
                     let (_dir, store) = super::fresh_sqlite().await;
                     super::$case(&store).await;
-                }
-            )*
-            $(
-                #[tokio::test]
-                async fn $pending() {
-                    let (_dir, store) = super::fresh_sqlite().await;
-                    super::$pending(&store).await;
                 }
             )*
         }
@@ -47,14 +38,6 @@ macro_rules! conformance {
                 async fn $case() {
                     let (_db, store) = super::fresh_postgres().await;
                     super::$case(&store).await;
-                }
-            )*
-            $(
-                #[tokio::test]
-                #[ignore = "filters are not compiled for PostgreSQL yet (issue 6)"]
-                async fn $pending() {
-                    let (_db, store) = super::fresh_postgres().await;
-                    super::$pending(&store).await;
                 }
             )*
         }
@@ -81,8 +64,8 @@ conformance!(
     only_owned_files_are_deleted_by_id_or_name,
     pages_without_filters_sort_by_columns,
     declared_indexes_are_created_and_dropped,
-    ;
-    pending_on_postgres: storage_lists_filter_sort_and_page_in_the_store,
+    storage_lists_filter_sort_and_page_in_the_store,
+    filtered_pages_of_objects_and_users,
 );
 
 async fn fresh_sqlite() -> (tempfile::TempDir, SqliteStore) {
@@ -573,8 +556,7 @@ async fn object_writes_check_versions_and_unique_values(store: &dyn Store) {
 }
 
 async fn pages_without_filters_sort_by_columns(store: &dyn Store) {
-    use crate::store::sql_filter::order_by;
-    use crate::store::{ObjectQuery, UserQuery};
+    use crate::store::{ObjectQuery, Order, UserQuery};
     store
         .insert_user(user("u1", "ada@example.com"), None, None)
         .await
@@ -591,7 +573,7 @@ async fn pages_without_filters_sort_by_columns(store: &dyn Store) {
         model: "todos".into(),
         owner: owner.map(String::from),
         filter: None,
-        order_by: order_by(&[("createdAt".into(), false)]).unwrap(),
+        order: Order::by(&[("createdAt".into(), false)]).unwrap(),
         limit: 2,
         offset,
         count: true,
@@ -634,7 +616,7 @@ async fn pages_without_filters_sort_by_columns(store: &dyn Store) {
         caller: Some("u2".into()),
         public_fields: vec!["name".into()],
         filter: None,
-        order_by: order_by(&[("createdAt".into(), true)]).unwrap(),
+        order: Order::by(&[("createdAt".into(), true)]).unwrap(),
         limit: 10,
         offset: 0,
         count: true,
@@ -665,4 +647,68 @@ async fn declared_indexes_are_created_and_dropped(store: &dyn Store) {
         .insert_objects(vec![object("o1", "a", 1)])
         .await
         .unwrap();
+}
+
+async fn filtered_pages_of_objects_and_users(store: &dyn Store) {
+    use crate::store::{Filter, ObjectQuery, Order, UserQuery};
+    let filter = |src: &str| Some(Filter::compile(&crate::expr::parse(src).unwrap()).unwrap());
+    let mut first = user("u1", "ada@example.com");
+    first.data.insert("name".into(), json!("Ada"));
+    first.data.insert("secret".into(), json!("s1"));
+    store.insert_user(first, None, None).await.unwrap();
+    let mut second = user("u2", "bob@example.com");
+    second.data.insert("name".into(), json!("Bob"));
+    second.data.insert("secret".into(), json!("s2"));
+    store.insert_user(second, None, None).await.unwrap();
+    let objects: Vec<ObjectWrite> = [("o1", "b", 3), ("o2", "a", 1), ("o3", "c", 2)]
+        .into_iter()
+        .map(|(id, slug, rank)| {
+            let mut o = object(id, slug, 1);
+            o.record.data.insert("rank".into(), json!(rank));
+            o
+        })
+        .collect();
+    store.insert_objects(objects).await.unwrap();
+    let objects = ObjectQuery {
+        model: "todos".into(),
+        owner: None,
+        filter: filter("rank >= 2 || slug == 'a'"),
+        order: Order::by(&[("rank".into(), true)]).unwrap(),
+        limit: 2,
+        offset: 0,
+        count: true,
+    };
+    let (found, total) = store.query_objects(objects).await.unwrap();
+    let ids: Vec<&str> = found.iter().map(|o| o.id.as_str()).collect();
+    assert_eq!((ids, total), (vec!["o1", "o3"], Some(3)));
+    // Others' private fields are invisible to filters and sorts; one's own are not.
+    let users = |src: &str| UserQuery {
+        caller: Some("u1".into()),
+        public_fields: vec!["name".into()],
+        filter: filter(src),
+        order: Order::by(&[("name".into(), true)]).unwrap(),
+        limit: 10,
+        offset: 0,
+        count: true,
+    };
+    let ids = |found: Vec<crate::store::UserRecord>| -> Vec<String> {
+        found.into_iter().map(|u| u.id).collect()
+    };
+    let (found, total) = store.query_users(users("EXISTS(name)")).await.unwrap();
+    assert_eq!(
+        (ids(found), total),
+        (vec!["u2".into(), "u1".into()], Some(2))
+    );
+    let (found, _) = store
+        .query_users(users("STARTSWITH(secret, 's')"))
+        .await
+        .unwrap();
+    assert_eq!(ids(found), ["u1"]);
+    let (found, _) = store
+        .query_users(users(
+            "email == 'ada@example.com' || email == 'bob@example.com'",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(ids(found), ["u1"]);
 }

@@ -1,21 +1,21 @@
 //! Objects of declared models on PostgreSQL: writes with their unique values, reads, pages and
 //! scans, declared expression indexes, and the page of users a caller may see.
 //!
-//! Pages, scans and the users query run when they carry no compiled filter and sort by columns
-//! only; a filter or a sort by a document field answers "not supported on PostgreSQL yet"
-//! until the filter language has a PostgreSQL compiler (docs/PROGRESS.md, issue 6).
+//! Filters and sorts are compiled by `pg_filter` over rows of `(id, data, created_at,
+//! updated_at)`: the `objects` table as it is, users as the caller may see them.
 
 use futures_util::TryStreamExt;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx_core::query::query;
-use sqlx_core::query_builder::QueryBuilder;
+use sqlx_core::query::query as query_sql;
 use sqlx_core::row::Row;
-use sqlx_postgres::{PgConnection, PgPool, PgRow, Postgres};
+use sqlx_postgres::{PgConnection, PgPool, PgRow};
 
 use super::{
-    SCHEMA_LOCK, backend, column_order, db_error, get, not_supported, rows, user_from_row,
+    Bind, SCHEMA_LOCK, Sql, backend, count, db_error, get, order_by, push_page, rows, user_from_row,
 };
+use crate::store::pg_filter;
 use crate::store::{
     ObjectQuery, ObjectRecord, ObjectVisitor, ObjectWrite, StoreError, StoreResult, UserQuery,
     UserRecord,
@@ -139,23 +139,17 @@ pub(super) async fn replace_object(
     Ok(true)
 }
 
-/// `FROM objects WHERE …` of an object query (model and owner); compiled filters and
-/// document sorts are refused until PostgreSQL has its filter compiler.
-fn object_rows<'a>(
-    select: &str,
-    query: &'a ObjectQuery,
-) -> StoreResult<(QueryBuilder<'a, Postgres>, &'a str)> {
-    if query.filter.is_some() {
-        return Err(not_supported("a database filter"));
-    }
-    let order_by = column_order(&query.order_by)?;
-    let mut sql = QueryBuilder::new(format!("{select} FROM objects WHERE model = "));
-    sql.push_bind(query.model.clone());
+/// `<select> FROM objects WHERE …` of an object query: model, owner, filter.
+fn object_rows(select: &str, query: &ObjectQuery) -> StoreResult<Sql> {
+    let mut sql = Sql::new(format!("{select} FROM objects WHERE model = "));
+    sql.bind(Bind::Text(query.model.clone()));
     if let Some(owner) = &query.owner {
-        sql.push(" AND owner_id = ");
-        sql.push_bind(owner.clone());
+        sql.push(" AND owner_id = ").bind(Bind::Text(owner.clone()));
     }
-    Ok((sql, order_by))
+    if let Some(filter) = &query.filter {
+        sql.push(" AND ").filter(&filter.expr)?;
+    }
+    Ok(sql)
 }
 
 pub(super) async fn query_objects(
@@ -163,24 +157,14 @@ pub(super) async fn query_objects(
     query: ObjectQuery,
 ) -> StoreResult<(Vec<ObjectRecord>, Option<u64>)> {
     let total = if query.count {
-        let (mut sql, _) = object_rows("SELECT COUNT(*)", &query)?;
-        let n: i64 = sql
-            .build()
-            .fetch_one(pool)
-            .await
-            .map_err(db_error)?
-            .try_get(0)
-            .map_err(db_error)?;
-        Some(u64::try_from(n).unwrap_or(0))
+        Some(count(pool, &object_rows("SELECT COUNT(*)", &query)?).await?)
     } else {
         None
     };
-    let (mut sql, order_by) = object_rows("SELECT *", &query)?;
-    sql.push(format!(" {order_by} LIMIT "));
-    sql.push_bind(i64::from(query.limit));
-    sql.push(" OFFSET ");
-    sql.push_bind(i64::try_from(query.offset).unwrap_or(i64::MAX));
-    let found = sql.build().fetch_all(pool).await.map_err(db_error)?;
+    let mut sql = object_rows("SELECT *", &query)?;
+    sql.push(" ").push(&order_by(&query.order)?);
+    push_page(&mut sql, query.limit, query.offset);
+    let found = sql.query().fetch_all(pool).await.map_err(db_error)?;
     Ok((rows(&found, object_from_row)?, total))
 }
 
@@ -189,10 +173,10 @@ pub(super) async fn scan_objects(
     query: ObjectQuery,
     mut visit: ObjectVisitor,
 ) -> StoreResult<()> {
-    let (mut sql, order_by) = object_rows("SELECT *", &query)?;
-    sql.push(format!(" {order_by}"));
+    let mut sql = object_rows("SELECT *", &query)?;
+    sql.push(" ").push(&order_by(&query.order)?);
     // Rows stream from the server as they are read; dropping the stream ends the scan.
-    let mut stream = sql.build().fetch(pool);
+    let mut stream = sql.query().fetch(pool);
     while let Some(row) = stream.try_next().await.map_err(db_error)? {
         if !visit(object_from_row(&row)?) {
             break;
@@ -286,58 +270,65 @@ pub(super) async fn ensure_indexes(
 /// The users as the caller sees them, in the columns a filter reads: their own record whole
 /// (profile data plus the account fields of the User shape), others only the public fields,
 /// with times hidden. `$1` is the caller, `$2` the public field names.
-const VISIBLE_USERS: &str = "WITH visible AS (SELECT id, \
-     CASE WHEN id = $1 THEN data || jsonb_build_object( \
-         'email', email, 'emailVerified', email_verified, \
-         'provider', provider, 'providerUserId', provider_user_id, \
-         'signUpAt', to_char(to_timestamp(sign_up_at / 1000.0) AT TIME ZONE 'UTC', \
-             'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), \
-         'lastLoginAt', to_char(to_timestamp(last_login_at / 1000.0) AT TIME ZONE 'UTC', \
-             'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')) \
-     ELSE (SELECT COALESCE(jsonb_object_agg(f.key, f.value), '{}'::jsonb) \
-           FROM jsonb_each(users.data) AS f WHERE f.key = ANY($2)) \
-     END AS data, \
-     CASE WHEN id = $1 THEN created_at ELSE 0 END AS created_at, \
-     CASE WHEN id = $1 THEN updated_at ELSE 0 END AS updated_at \
-     FROM users)";
+fn visible_users() -> String {
+    let (sign_up, last_login) = (
+        pg_filter::iso("sign_up_at"),
+        pg_filter::iso("last_login_at"),
+    );
+    format!(
+        "WITH visible AS (SELECT id, \
+         CASE WHEN id = $1 THEN data || jsonb_build_object( \
+             'email', email, 'emailVerified', email_verified, \
+             'provider', provider, 'providerUserId', provider_user_id, \
+             'signUpAt', {sign_up}, 'lastLoginAt', {last_login}) \
+         ELSE (SELECT COALESCE(jsonb_object_agg(f.key, f.value), '{{}}'::jsonb) \
+               FROM jsonb_each(users.data) AS f WHERE f.key = ANY($2)) \
+         END AS data, \
+         CASE WHEN id = $1 THEN created_at ELSE 0 END AS created_at, \
+         CASE WHEN id = $1 THEN updated_at ELSE 0 END AS updated_at \
+         FROM users)"
+    )
+}
+
+/// `<select> FROM visible WHERE <filter>` of a users query.
+fn user_rows(select: &str, query: &UserQuery) -> StoreResult<Sql> {
+    let mut sql = Sql::new(visible_users());
+    sql.binds
+        .push(Bind::Text(query.caller.clone().unwrap_or_default()));
+    sql.binds.push(Bind::Texts(query.public_fields.clone()));
+    sql.push(&format!(" {select} FROM visible WHERE "));
+    match &query.filter {
+        Some(filter) => {
+            sql.filter(&filter.expr)?;
+        }
+        None => {
+            sql.push("true");
+        }
+    }
+    Ok(sql)
+}
 
 pub(super) async fn query_users(
     pool: &PgPool,
     query: UserQuery,
 ) -> StoreResult<(Vec<UserRecord>, Option<u64>)> {
-    if query.filter.is_some() {
-        return Err(not_supported("a users filter"));
-    }
-    let order_by = column_order(&query.order_by)?;
-    let caller = query.caller.clone().unwrap_or_default();
     let total = if query.count {
-        let n: i64 =
-            sqlx_core::query::query(&format!("{VISIBLE_USERS} SELECT COUNT(*) FROM visible"))
-                .bind(&caller)
-                .bind(&query.public_fields)
-                .fetch_one(pool)
-                .await
-                .map_err(db_error)?
-                .try_get(0)
-                .map_err(db_error)?;
-        Some(u64::try_from(n).unwrap_or(0))
+        Some(count(pool, &user_rows("SELECT COUNT(*)", &query)?).await?)
     } else {
         None
     };
-    let ids: Vec<String> = sqlx_core::query::query(&format!(
-        "{VISIBLE_USERS} SELECT id FROM visible {order_by} LIMIT $3 OFFSET $4"
-    ))
-    .bind(&caller)
-    .bind(&query.public_fields)
-    .bind(i64::from(query.limit))
-    .bind(i64::try_from(query.offset).unwrap_or(i64::MAX))
-    .fetch_all(pool)
-    .await
-    .map_err(db_error)?
-    .iter()
-    .map(|row| row.try_get(0).map_err(db_error))
-    .collect::<StoreResult<_>>()?;
-    let found = sqlx_core::query::query("SELECT * FROM users WHERE id = ANY($1)")
+    let mut sql = user_rows("SELECT id", &query)?;
+    sql.push(" ").push(&order_by(&query.order)?);
+    push_page(&mut sql, query.limit, query.offset);
+    let ids: Vec<String> = sql
+        .query()
+        .fetch_all(pool)
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(|row| row.try_get(0).map_err(db_error))
+        .collect::<StoreResult<_>>()?;
+    let found = query_sql("SELECT * FROM users WHERE id = ANY($1)")
         .bind(&ids)
         .fetch_all(pool)
         .await

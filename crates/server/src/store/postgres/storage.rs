@@ -8,11 +8,11 @@
 
 use serde_json::{Value, json};
 use sqlx_core::query::query;
-use sqlx_core::query_builder::QueryBuilder;
 use sqlx_core::row::Row;
-use sqlx_postgres::{PgConnection, PgPool, PgRow, Postgres};
+use sqlx_postgres::{PgConnection, PgPool, PgRow};
 
-use super::{column_order, db_error, get, not_supported, rows};
+use super::{Bind, Sql, count, db_error, get, order_by, push_page, rows};
+use crate::store::pg_filter;
 use crate::store::{
     BucketRecord, FileRecord, StorageQuery, StorageStats, StoreError, StoreResult, numbered_name,
 };
@@ -328,41 +328,78 @@ pub(super) async fn update_file(pool: &PgPool, file: FileRecord) -> StoreResult<
 
 /// The read rule of buckets and files (`FileService::find`): public ones, and the reader's own.
 /// Rows without an owner are visible only when public.
-fn push_visible(sql: &mut QueryBuilder<'_, Postgres>, alias: &str, reader: Option<&str>) {
+fn push_visible(sql: &mut Sql, alias: &str, reader: Option<&str>) {
     match reader {
         Some(reader) => {
-            sql.push(format!("({alias}.is_public OR {alias}.user_id = "));
-            sql.push_bind(reader.to_string());
-            sql.push(")");
+            sql.push(&format!("({alias}.is_public OR {alias}.user_id = "))
+                .bind(Bind::Text(reader.to_string()))
+                .push(")");
         }
         None => {
-            sql.push(format!("{alias}.is_public"));
+            sql.push(&format!("{alias}.is_public"));
         }
     }
 }
 
-/// The rows of a storage list: buckets, or files (with `created_at` the upload time).
+/// The rows of a storage list, as the filter compiler reads them: `id`, `data` (the wire
+/// fields), `created_at` (for files the upload time) and `updated_at`, besides the table's own.
 #[derive(Clone, Copy)]
 enum Rows {
     Buckets,
     Files,
 }
 
-fn push_rows(sql: &mut QueryBuilder<'_, Postgres>, rows: Rows, query: &StorageQuery) {
-    match rows {
+fn push_rows(sql: &mut Sql, rows_of: Rows, query: &StorageQuery) {
+    let (created, updated) = (pg_filter::iso("created_at"), pg_filter::iso("updated_at"));
+    match rows_of {
         Rows::Buckets => {
-            sql.push("SELECT b.* FROM buckets b WHERE ");
+            sql.push(&format!(
+                "SELECT b.*, jsonb_build_object('_id', b.id, 'name', b.name, \
+                 'isPublic', b.is_public, 'userId', b.user_id, 'tags', b.tags, \
+                 'createdAt', {}, 'updatedAt', {}) AS data FROM buckets b WHERE ",
+                created.replace("created_at", "b.created_at"),
+                updated.replace("updated_at", "b.updated_at"),
+            ));
             push_visible(sql, "b", query.reader.as_deref());
         }
         Rows::Files => {
-            sql.push("SELECT f.*, f.uploaded_at AS created_at FROM files f WHERE ");
+            sql.push(
+                "SELECT f.*, f.uploaded_at AS created_at, jsonb_build_object('_id', f.id, \
+                 'bucketId', f.bucket_id, 'fileName', f.file_name, 'isPublic', f.is_public, \
+                 'size', f.size, 'encoding', f.encoding, 'mimeType', f.mime_type, \
+                 'publicPath', ",
+            )
+            .bind(Bind::Text(query.public_base.clone()))
+            .push(&format!(
+                "::text || '/_storage/' || f.bucket_id || '/' || f.id, \
+                 'userId', f.user_id, 'tags', f.tags, 'uploadedAt', {}, 'updatedAt', {}) \
+                 AS data FROM files f WHERE ",
+                created.replace("created_at", "f.uploaded_at"),
+                updated.replace("updated_at", "f.updated_at"),
+            ));
             push_visible(sql, "f", query.reader.as_deref());
             if let Some(bucket_id) = &query.bucket_id {
-                sql.push(" AND f.bucket_id = ");
-                sql.push_bind(bucket_id.clone());
+                sql.push(" AND f.bucket_id = ")
+                    .bind(Bind::Text(bucket_id.clone()));
             }
         }
     }
+}
+
+/// `<select> FROM (rows) AS r WHERE <filter>`.
+fn filtered_rows(select: &str, rows_of: Rows, query: &StorageQuery) -> StoreResult<Sql> {
+    let mut sql = Sql::new(format!("{select} FROM ("));
+    push_rows(&mut sql, rows_of, query);
+    sql.push(") AS r WHERE ");
+    match &query.filter {
+        Some(filter) => {
+            sql.filter(&filter.expr)?;
+        }
+        None => {
+            sql.push("true");
+        }
+    }
+    Ok(sql)
 }
 
 async fn page<T>(
@@ -371,32 +408,15 @@ async fn page<T>(
     query: StorageQuery,
     from_row: fn(&PgRow) -> StoreResult<T>,
 ) -> StoreResult<(Vec<T>, Option<u64>)> {
-    if query.filter.is_some() {
-        return Err(not_supported("a storage list filter"));
-    }
-    let order_by = column_order(&query.order_by)?;
     let total = if query.count {
-        let mut sql = QueryBuilder::new("SELECT COUNT(*) FROM (");
-        push_rows(&mut sql, rows_of, &query);
-        sql.push(") AS r");
-        let n: i64 = sql
-            .build()
-            .fetch_one(pool)
-            .await
-            .map_err(db_error)?
-            .try_get(0)
-            .map_err(db_error)?;
-        Some(u64::try_from(n).unwrap_or(0))
+        Some(count(pool, &filtered_rows("SELECT COUNT(*)", rows_of, &query)?).await?)
     } else {
         None
     };
-    let mut sql = QueryBuilder::new("SELECT * FROM (");
-    push_rows(&mut sql, rows_of, &query);
-    sql.push(format!(") AS r {order_by} LIMIT "));
-    sql.push_bind(i64::from(query.limit));
-    sql.push(" OFFSET ");
-    sql.push_bind(i64::try_from(query.offset).unwrap_or(i64::MAX));
-    let found = sql.build().fetch_all(pool).await.map_err(db_error)?;
+    let mut sql = filtered_rows("SELECT *", rows_of, &query)?;
+    sql.push(" ").push(&order_by(&query.order)?);
+    push_page(&mut sql, query.limit, query.offset);
+    let found = sql.query().fetch_all(pool).await.map_err(db_error)?;
     Ok((rows(&found, from_row)?, total))
 }
 
@@ -420,7 +440,7 @@ pub(super) async fn storage_stats(
     reader: Option<&str>,
     bucket_id: Option<&str>,
 ) -> StoreResult<StorageStats> {
-    let mut sql = QueryBuilder::new("SELECT (SELECT COUNT(*) FROM buckets b WHERE ");
+    let mut sql = Sql::new("SELECT (SELECT COUNT(*) FROM buckets b WHERE ");
     push_visible(&mut sql, "b", reader);
     sql.push(
         "), COUNT(*), COALESCE(SUM(f.size), 0)::BIGINT, \
@@ -429,10 +449,10 @@ pub(super) async fn storage_stats(
     );
     push_visible(&mut sql, "f", reader);
     if let Some(bucket_id) = bucket_id {
-        sql.push(" AND f.bucket_id = ");
-        sql.push_bind(bucket_id.to_string());
+        sql.push(" AND f.bucket_id = ")
+            .bind(Bind::Text(bucket_id.to_string()));
     }
-    let row = sql.build().fetch_one(pool).await.map_err(db_error)?;
+    let row = sql.query().fetch_one(pool).await.map_err(db_error)?;
     let count = |i: usize| -> StoreResult<u64> {
         Ok(u64::try_from(row.try_get::<i64, _>(i).map_err(db_error)?).unwrap_or(0))
     };

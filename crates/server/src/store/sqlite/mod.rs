@@ -424,9 +424,9 @@ fn object_condition(query: &ObjectQuery) -> (String, Vec<rusqlite::types::Value>
     }
     if let Some(filter) = &query.filter {
         condition.push_str(" AND (");
-        condition.push_str(&filter.sql);
+        condition.push_str(&filter.sqlite.sql);
         condition.push(')');
-        params.extend(filter.params.iter().cloned());
+        params.extend(filter.sqlite.params.iter().cloned());
     }
     (condition, params)
 }
@@ -1184,7 +1184,7 @@ impl Store for SqliteStore {
             };
             let sql = format!(
                 "SELECT * FROM objects WHERE {condition} {} LIMIT ? OFFSET ?",
-                query.order_by
+                query.order.sqlite
             );
             let mut page = params;
             page.push(i64::from(query.limit).into());
@@ -1200,7 +1200,10 @@ impl Store for SqliteStore {
 
     async fn scan_objects(&self, query: ObjectQuery, mut visit: ObjectVisitor) -> StoreResult<()> {
         let (condition, params) = object_condition(&query);
-        let sql = format!("SELECT * FROM objects WHERE {condition} {}", query.order_by);
+        let sql = format!(
+            "SELECT * FROM objects WHERE {condition} {}",
+            query.order.sqlite
+        );
         self.read_blocking(move |conn| {
             let mut statement = conn.prepare_cached(&sql)?;
             let mut rows = statement.query(rusqlite::params_from_iter(params.iter()))?;
@@ -1276,8 +1279,8 @@ impl Store for SqliteStore {
         ];
         let condition = match &query.filter {
             Some(filter) => {
-                params.extend(filter.params.iter().cloned());
-                filter.sql.clone()
+                params.extend(filter.sqlite.params.iter().cloned());
+                filter.sqlite.sql.clone()
             }
             None => "1".into(),
         };
@@ -1293,7 +1296,7 @@ impl Store for SqliteStore {
             };
             let sql = format!(
                 "{VISIBLE_USERS} SELECT id FROM visible WHERE {condition} {} LIMIT ? OFFSET ?",
-                query.order_by
+                query.order.sqlite
             );
             let mut page = params;
             page.push(i64::from(query.limit).into());

@@ -80,8 +80,8 @@ fn page<T>(
 ) -> rusqlite::Result<(Vec<T>, Option<u64>)> {
     let condition = match &query.filter {
         Some(filter) => {
-            params.extend(filter.params.iter().cloned());
-            format!("({})", filter.sql)
+            params.extend(filter.sqlite.params.iter().cloned());
+            format!("({})", filter.sqlite.sql)
         }
         None => "1".to_string(),
     };
@@ -94,7 +94,10 @@ fn page<T>(
     } else {
         None
     };
-    let sql = format!("SELECT * FROM {from} {} LIMIT ? OFFSET ?", query.order_by);
+    let sql = format!(
+        "SELECT * FROM {from} {} LIMIT ? OFFSET ?",
+        query.order.sqlite
+    );
     params.push(SqlValue::Integer(i64::from(query.limit)));
     params.push(SqlValue::Integer(
         i64::try_from(query.offset).unwrap_or(i64::MAX),
