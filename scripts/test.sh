@@ -67,6 +67,9 @@ fi
 step "Rust tests"
 cargo test --locked
 
+step "HTTP tests again with every app on PostgreSQL"
+BASALT_TEST_API_POSTGRES=1 cargo test --locked --test api
+
 step "release build"
 cargo build --locked --release
 
