@@ -10,9 +10,10 @@
 //! grows linearly with the expression. Every constant is a parameter; field paths are checked
 //! to be `[A-Za-z0-9_]` segments and written into the SQL text.
 //!
-//! Covered: fields, constants, `==` `!=` `<` `<=` `>` `>=`, `&&` `||` `!`, unary `+`/`-`,
-//! `EXISTS`, `IN`, `INCLUDES`, `STARTSWITH`, `ENDSWITH`, `TOLOWER`, `TOUPPER`, `SIZE`. Not yet:
-//! the arithmetic operators (`+ - * /` between values), which answer [`NotYet`].
+//! Arithmetic follows the evaluator: integers while the result fits `i64`, else `float8`;
+//! a float result is written with a fraction digit (`4.0`), so that it stays a float. Known
+//! gap: a float written in exponent form within the `i64` range (`1e16`, as serde writes it)
+//! reads as an integer here, so arithmetic on it is exact where the evaluator rounds.
 
 use serde_json::Value;
 
@@ -178,7 +179,9 @@ impl Compiler {
             Val::Computed(sql) => {
                 self.shared += 1;
                 let n = self.shared;
-                from.push(format!("(SELECT {sql} AS _v{n}) AS _s{n}"));
+                // `OFFSET 0` keeps the planner from pulling the sub-select up, which would
+                // copy `sql` into every use again.
+                from.push(format!("(SELECT {sql} AS _v{n} OFFSET 0) AS _s{n}"));
                 format!("_v{n}")
             }
         }
@@ -228,7 +231,8 @@ impl Compiler {
                     self.share2(a, b, |a, b| ordered(symbol, a, b))
                 }
                 BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div => {
-                    return Err(NotYet("arithmetic"));
+                    let value = self.value(expr)?;
+                    self.truthy(value)
                 }
             },
             Expr::Call(function, args) => match (function, args.as_slice()) {
@@ -354,8 +358,13 @@ impl Compiler {
                     )
                 }))
             }
-            Expr::Binary(BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div, _, _) => {
-                return Err(NotYet("arithmetic"));
+            Expr::Binary(
+                op @ (BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div),
+                l,
+                r,
+            ) => {
+                let (a, b) = (self.value(l)?, self.value(r)?);
+                Val::Computed(self.share2(a, b, |a, b| arithmetic(*op, a, b)))
             }
             // Conditions as values: `true` or `false`.
             Expr::Exists(_)
@@ -392,6 +401,77 @@ fn equal(a: &str, b: &str) -> String {
     format!(
         "(CASE WHEN {a} IS NULL OR {b} IS NULL THEN ({a} IS NULL AND {b} IS NULL) \
          WHEN jsonb_typeof({a}) IN ('array', 'object') THEN false ELSE {a} = {b} END)"
+    )
+}
+
+/// An integer as the evaluator reads numbers: no fraction digits written, within `i64`.
+fn is_int(n: &str) -> String {
+    format!("(scale({n}) = 0 AND {n} BETWEEN {I64_MIN} AND {I64_MAX})")
+}
+
+const I64_MIN: &str = "-9223372036854775808";
+const I64_MAX: &str = "9223372036854775807";
+/// Beyond this an `f64` result is infinite, which the evaluator turns into null.
+const F64_MAX: &str = "1.7976931348623157e308";
+/// Below half the smallest subnormal an `f64` result is zero (PostgreSQL would raise).
+const F64_TINY: &str = "2.4703282292062328e-324";
+
+/// A `float8` as the evaluator's float, written with at least one fraction digit so that
+/// later arithmetic keeps treating it as a float. Integral values within `i64` (every float of
+/// 2^53 or more is integral) are written exactly, as the evaluator compares them with integers
+/// exactly; others with their shortest digits, which keep every order and equality.
+fn float_json(float: &str) -> String {
+    format!(
+        "(SELECT to_jsonb(round(_n, greatest(1, scale(_n)))) FROM (SELECT CASE \
+         WHEN _f >= -9223372036854775808::float8 AND _f < 9223372036854775808::float8 \
+         AND _f = trunc(_f) THEN _f::bigint::numeric ELSE _f::text::numeric END AS _n \
+         FROM (SELECT ({float}) AS _f OFFSET 0) AS _r OFFSET 0) AS _q)"
+    )
+}
+
+/// `+ - * /` as `expr::evaluate`: integers while the exact result fits `i64`, else `float8`
+/// (infinite → null, division by zero → null); `+` joins two strings. The exact `numeric`
+/// result decides overflow first, so `float8` never raises; type tests come first, so no
+/// cast sees a value of another kind, even when the planner folds constants.
+fn arithmetic(op: BinaryOp, a: &str, b: &str) -> String {
+    let symbol = op.symbol();
+    let (an, bn) = (format!("({a})::numeric"), format!("({b})::numeric"));
+    let (af, bf) = (format!("({a})::float8"), format!("({b})::float8"));
+    let numbers = match op {
+        BinaryOp::Div => {
+            let exact = format!("({an} / NULLIF({bn}, 0))");
+            format!(
+                "(CASE WHEN {bn} = 0 THEN NULL WHEN abs({exact}) > {F64_MAX} THEN NULL \
+                 WHEN {an} <> 0 AND abs({exact}) < {F64_TINY} THEN '0.0'::jsonb \
+                 ELSE {} END)",
+                float_json(&format!("{af} / NULLIF({bf}, 0)"))
+            )
+        }
+        _ => {
+            let exact = format!("({an} {symbol} {bn})");
+            format!(
+                "(CASE WHEN {} AND {} AND {exact} BETWEEN {I64_MIN} AND {I64_MAX} \
+                 THEN to_jsonb({exact}) \
+                 WHEN abs({exact}) > {F64_MAX} THEN NULL \
+                 WHEN {exact} <> 0 AND abs({exact}) < {F64_TINY} THEN '0.0'::jsonb \
+                 ELSE {} END)",
+                is_int(&an),
+                is_int(&bn),
+                float_json(&format!("{af} {symbol} {bf}"))
+            )
+        }
+    };
+    let text = if op == BinaryOp::Add {
+        format!(
+            " WHEN jsonb_typeof({a}) = 'string' AND jsonb_typeof({b}) = 'string' \
+             THEN to_jsonb(({a} #>> '{{}}') || ({b} #>> '{{}}'))"
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "(CASE WHEN jsonb_typeof({a}) = 'number' AND jsonb_typeof({b}) = 'number' \
+         THEN {numbers}{text} END)"
     )
 }
 
@@ -582,9 +662,76 @@ mod tests {
     }
 
     #[test]
-    fn arithmetic_is_not_yet_compiled() {
-        let expr = parse("count + 1 == 4").unwrap();
-        assert!(compile(&expr, 1).is_err());
+    fn arithmetic_select_what_evaluate_selects() {
+        let objects = vec![
+            object("o1", json!({"n": 3, "f": 0.1, "s": "ab", "big": i64::MAX})),
+            object("o2", json!({"n": -2, "f": 2.5, "s": "a", "big": 1e300})),
+            object("o3", json!({"n": 0, "f": 0.2, "s": "", "big": i64::MIN})),
+        ];
+        let mut rows = Rows::new();
+        for src in [
+            "n + 1 == 4",
+            "n * 2 < 0",
+            "n / 2 == 1.5",
+            "n / 0 == null",
+            "f + 0.2 == 0.30000000000000004",
+            "f * 2 == 0.4",
+            "s + 'c' == 'abc'",
+            "big + 1 > big",
+            "big * big == null",
+            "big - 1 < big",
+            "(n * 1.0 + 1) / 2 == 2",
+            "1e300 * 1e300 == null",
+            "1e-200 * 1e-200 == 0",
+            "-big > 0",
+            "n - f",
+        ] {
+            let expr = parse(src).unwrap();
+            let (got, compiled) = rows.filter(&objects, &expr);
+            assert_eq!(got, expected(&objects, &expr), "{src}\n{}", compiled.sql);
+        }
+    }
+
+    #[test]
+    fn deep_expressions_stay_linear_and_run() {
+        let objects = vec![
+            object("o1", json!({"n": 3, "title": "Rust"})),
+            object("o2", json!({"n": 2.5, "title": "x"})),
+        ];
+        let mut rows = Rows::new();
+        // 63 levels, each reading its operand several times: shared sub-selects (kept from
+        // being pulled up) keep both the text and the plan linear.
+        let mut arithmetic = "n".to_string();
+        for i in 0..62 {
+            arithmetic = if i % 2 == 0 {
+                format!("({arithmetic} + 1)")
+            } else {
+                format!("({arithmetic} * 2)")
+            };
+        }
+        let mut tests = "n".to_string();
+        for i in 0..63 {
+            tests = match i % 3 {
+                0 => format!("({tests} == 2.5)"),
+                1 => format!("({tests} != false)"),
+                _ => format!("IN([true, 1], {tests})"),
+            };
+        }
+        let mut cases = "title".to_string();
+        for _ in 0..31 {
+            cases = format!("TOLOWER(TOUPPER({cases}))");
+        }
+        for src in [
+            format!("{arithmetic} > 100"),
+            tests,
+            format!("{cases} == 'rust'"),
+        ] {
+            let expr = parse(&src).unwrap();
+            let compiled = compile(&expr, 1).unwrap();
+            assert!(compiled.sql.len() < 200_000, "{} bytes", compiled.sql.len());
+            let (got, _) = rows.filter(&objects, &expr);
+            assert_eq!(got, expected(&objects, &expr), "{src}");
+        }
     }
 
     const PATHS: &[&[&str]] = &[
@@ -690,7 +837,7 @@ mod tests {
         })
     }
 
-    /// Expressions of the covered subset (no arithmetic between values).
+    /// Any expression of the language.
     fn arb_expr() -> impl Strategy<Value = Expr> {
         let literal = prop_oneof![
             5 => arb_scalar(),
@@ -709,6 +856,10 @@ mod tests {
                 BinaryOp::Le,
                 BinaryOp::Gt,
                 BinaryOp::Ge,
+                BinaryOp::Add,
+                BinaryOp::Sub,
+                BinaryOp::Mul,
+                BinaryOp::Div,
             ]);
             let unary = prop::sample::select(vec![UnaryOp::Not, UnaryOp::Neg, UnaryOp::Plus]);
             let function = prop::sample::select(vec![
@@ -742,7 +893,7 @@ mod tests {
         })
     }
 
-    /// Comparisons of a field with a constant of a matching kind, more often than chance.
+    /// Expressions whose parts have matching types more often than chance would give.
     fn arb_typed_expr() -> impl Strategy<Value = Expr> {
         let field = |names: &'static [&'static str]| {
             prop::sample::select(names).prop_map(|name| Expr::Field(vec![name.to_string()]))
@@ -763,15 +914,35 @@ mod tests {
             2 => field(&["a", "b", "c"]),
             2 => number,
             1 => field(&["a", "b"]).prop_map(|f| Expr::Call(Function::Size, vec![f])),
-            1 => field(&["a", "b"]).prop_map(|f| Expr::Unary(UnaryOp::Neg, Box::new(f))),
-        ];
+        ]
+        .prop_recursive(3, 12, 2, |inner| {
+            let op = prop::sample::select(vec![
+                BinaryOp::Add,
+                BinaryOp::Sub,
+                BinaryOp::Mul,
+                BinaryOp::Div,
+            ]);
+            prop_oneof![
+                3 => (op, inner.clone(), inner.clone())
+                    .prop_map(|(op, l, r)| Expr::Binary(op, Box::new(l), Box::new(r))),
+                1 => (prop::sample::select(vec![UnaryOp::Neg, UnaryOp::Plus]), inner)
+                    .prop_map(|(op, x)| Expr::Unary(op, Box::new(x))),
+            ]
+        });
         let str_expr = prop_oneof![
             2 => field(&["a", "b", "c", "_id", "createdAt"]),
             2 => text,
         ]
         .prop_recursive(2, 8, 2, |inner| {
             let case = prop::sample::select(vec![Function::ToLower, Function::ToUpper]);
-            (case, inner).prop_map(|(f, x)| Expr::Call(f, vec![x]))
+            prop_oneof![
+                (inner.clone(), inner.clone()).prop_map(|(l, r)| Expr::Binary(
+                    BinaryOp::Add,
+                    Box::new(l),
+                    Box::new(r)
+                )),
+                (case, inner).prop_map(|(f, x)| Expr::Call(f, vec![x])),
+            ]
         });
         let compare = prop::sample::select(vec![
             BinaryOp::Eq,

@@ -672,7 +672,7 @@ async fn filtered_pages_of_objects_and_users(store: &dyn Store) {
     let objects = ObjectQuery {
         model: "todos".into(),
         owner: None,
-        filter: filter("rank >= 2 || slug == 'a'"),
+        filter: filter("rank * 2 - 1 >= 3 || slug + '!' == 'a!'"),
         order: Order::by(&[("rank".into(), true)]).unwrap(),
         limit: 2,
         offset: 0,

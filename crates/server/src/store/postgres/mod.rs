@@ -3,8 +3,7 @@
 //! in `migrations/postgres/` applied under an advisory lock so that several nodes may start
 //! at once. Accounts, sessions, links, mail and keys are here; files and buckets in
 //! `storage.rs`; objects, indexes and the users query in `objects.rs`. Filters and sorts are
-//! compiled by `store/pg_filter.rs`; a filter it does not cover yet (arithmetic) answers
-//! `StoreError::Backend` with "… is not supported on PostgreSQL yet".
+//! compiled by `store/pg_filter.rs`.
 
 mod objects;
 mod storage;
@@ -1013,7 +1012,6 @@ async fn count(pool: &PgPool, sql: &Sql) -> StoreResult<u64> {
 mod tests {
     use super::PostgresStore;
     use crate::store::conformance::TestDatabase;
-    use crate::store::{Filter, ObjectQuery, Order, Store, StoreError};
 
     #[tokio::test]
     async fn nodes_starting_at_once_migrate_once() {
@@ -1035,28 +1033,5 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(roots, 1);
-    }
-
-    #[tokio::test]
-    async fn arithmetic_filters_are_refused_with_a_clear_cause() {
-        let db = TestDatabase::create().await;
-        let store = PostgresStore::open(&db.url, 1).await.unwrap();
-        let query = ObjectQuery {
-            model: "todos".into(),
-            owner: None,
-            filter: Some(Filter::compile(&crate::expr::parse("a + 1 == 2").unwrap()).unwrap()),
-            order: Order::by_id(),
-            limit: 10,
-            offset: 0,
-            count: false,
-        };
-        let Err(StoreError::Backend(cause)) = store.query_objects(query).await else {
-            panic!("arithmetic must be refused");
-        };
-        assert!(
-            cause
-                .to_string()
-                .contains("not supported on PostgreSQL yet")
-        );
     }
 }
