@@ -1,11 +1,14 @@
 //! PostgreSQL backend through sqlx (runtime queries only, so builds need no database): a pool
 //! sized by `database.max_connections`, one transaction per unit of work, migrations of its own
 //! in `migrations/postgres/` applied under an advisory lock so that several nodes may start
-//! at once. Accounts, sessions, links, mail and keys are here; files and buckets in
-//! `storage.rs`; objects, indexes and the users query in `objects.rs`. Filters and sorts are
-//! compiled by `store/pg_filter.rs`.
+//! at once. The `Store` impl is here, with the accounts, sessions, links, mail and keys
+//! statements (their rows and shared steps in `accounts.rs`); files and buckets in
+//! `storage.rs`; objects, indexes and the users query in `objects.rs`; queries built per call
+//! in `sql.rs`, their filters and sorts compiled by `store/pg_filter.rs`.
 
+mod accounts;
 mod objects;
+mod sql;
 mod storage;
 
 use std::time::Duration;
@@ -15,16 +18,19 @@ use serde_json::{Map, Value};
 use sqlx_core::query::query;
 use sqlx_core::raw_sql::raw_sql;
 use sqlx_core::row::Row;
-use sqlx_postgres::{PgArguments, PgConnection, PgPool, PgPoolOptions, PgRow, Postgres};
+use sqlx_postgres::{PgPool, PgPoolOptions, PgRow};
 
-use super::pg_filter;
-use crate::expr::Expr;
+use self::accounts::{
+    delete_reset_links, insert_mail, insert_session, insert_token, json_object, mail_from_row,
+    session_from_row, spend_grant, token_from_row, user_from_row,
+};
+use self::sql::{Bind, Sql, count, order_by, push_page};
 
 use super::{
     BucketRecord, ClientKeyRecord, FileRecord, MailRecord, Millis, NewMail, NewSession, NewToken,
-    NewUser, ObjectQuery, ObjectRecord, ObjectVisitor, ObjectWrite, Order, RedeemGrant,
-    ResetPassword, SessionRecord, SessionRef, StorageQuery, StorageStats, Store, StoreError,
-    StoreResult, TokenKind, TokenRecord, UserQuery, UserRecord,
+    NewUser, ObjectQuery, ObjectRecord, ObjectVisitor, ObjectWrite, RedeemGrant, ResetPassword,
+    SessionRecord, SessionRef, StorageQuery, StorageStats, Store, StoreError, StoreResult,
+    TokenRecord, UserQuery, UserRecord,
 };
 
 /// Migrations, applied in order: `(version, name, SQL)`, the same numbering as SQLite's.
@@ -49,6 +55,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
 /// Key of the advisory lock that serialises migrations and index changes across nodes
 /// (the bytes of "basalt").
 const SCHEMA_LOCK: i64 = 0x6261_7361_6c74;
+
+/// Map every row, stopping at the first that does not decode.
+fn rows<T>(rows: &[PgRow], from_row: fn(&PgRow) -> StoreResult<T>) -> StoreResult<Vec<T>> {
+    rows.iter().map(from_row).collect()
+}
 
 /// PostgreSQL store; cheap to clone.
 #[derive(Clone)]
@@ -150,184 +161,6 @@ where
         + sqlx_core::types::Type<sqlx_postgres::Postgres>,
 {
     row.try_get(column).map_err(db_error)
-}
-
-/// A stored JSON document (`data` columns are always objects; anything else reads as empty).
-fn json_object(value: Value) -> Map<String, Value> {
-    match value {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    }
-}
-
-fn user_from_row(row: &PgRow) -> StoreResult<UserRecord> {
-    Ok(UserRecord {
-        id: get(row, "id")?,
-        email: get(row, "email")?,
-        email_verified: get(row, "email_verified")?,
-        password_hash: get(row, "password_hash")?,
-        provider: get(row, "provider")?,
-        provider_user_id: get(row, "provider_user_id")?,
-        data: json_object(get(row, "data")?),
-        sign_up_at: get(row, "sign_up_at")?,
-        last_login_at: get(row, "last_login_at")?,
-        created_at: get(row, "created_at")?,
-        updated_at: get(row, "updated_at")?,
-    })
-}
-
-fn session_from_row(row: &PgRow, prefix: &str) -> StoreResult<SessionRecord> {
-    let col = |name: &str| format!("{prefix}{name}");
-    Ok(SessionRecord {
-        id: get(row, &col("id"))?,
-        user_id: get(row, &col("user_id"))?,
-        user_agent: get(row, &col("user_agent"))?,
-        created_at: get(row, &col("created_at"))?,
-        last_seen_at: get(row, &col("last_seen_at"))?,
-    })
-}
-
-fn mail_from_row(row: &PgRow) -> StoreResult<MailRecord> {
-    let attempts: i32 = get(row, "attempts")?;
-    Ok(MailRecord {
-        id: get(row, "id")?,
-        to: get(row, "recipient")?,
-        subject: get(row, "subject")?,
-        text: get(row, "text_body")?,
-        html: get(row, "html_body")?,
-        created_at: get(row, "created_at")?,
-        attempts: u32::try_from(attempts).unwrap_or(0),
-        sent_at: get(row, "sent_at")?,
-    })
-}
-
-fn token_from_row(row: &PgRow) -> StoreResult<Option<TokenRecord>> {
-    let kind: String = get(row, "kind")?;
-    let Some(kind) = TokenKind::parse(&kind) else {
-        return Ok(None);
-    };
-    Ok(Some(TokenRecord {
-        id: get(row, "id")?,
-        user_id: get(row, "user_id")?,
-        kind,
-        source_id: get(row, "source_id")?,
-        data: get(row, "data")?,
-        expires_at: get(row, "expires_at")?,
-        used_at: get(row, "used_at")?,
-    }))
-}
-
-/// Map every row, stopping at the first that does not decode.
-fn rows<T>(rows: &[PgRow], from_row: fn(&PgRow) -> StoreResult<T>) -> StoreResult<Vec<T>> {
-    rows.iter().map(from_row).collect()
-}
-
-async fn insert_session(conn: &mut PgConnection, s: &NewSession) -> StoreResult<()> {
-    query(
-        "INSERT INTO sessions (id, user_id, token_hash, user_agent, created_at, last_seen_at)
-         VALUES ($1, $2, $3, $4, $5, $5)",
-    )
-    .bind(&s.id)
-    .bind(&s.user_id)
-    .bind(&s.token_hash)
-    .bind(&s.user_agent)
-    .bind(s.now)
-    .execute(&mut *conn)
-    .await
-    .map_err(db_error)?;
-    // Evict the oldest sessions beyond the per-user cap.
-    query(
-        "DELETE FROM sessions WHERE user_id = $1 AND id NOT IN
-           (SELECT id FROM sessions WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2)",
-    )
-    .bind(&s.user_id)
-    .bind(i64::from(s.max_per_user))
-    .execute(&mut *conn)
-    .await
-    .map_err(db_error)?;
-    query("UPDATE users SET last_login_at = $2 WHERE id = $1")
-        .bind(&s.user_id)
-        .bind(s.now)
-        .execute(&mut *conn)
-        .await
-        .map_err(db_error)?;
-    Ok(())
-}
-
-async fn insert_token(conn: &mut PgConnection, t: &NewToken) -> StoreResult<()> {
-    query(
-        "INSERT INTO tokens (id, user_id, kind, token_hash, source_id, data, created_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(&t.id)
-    .bind(&t.user_id)
-    .bind(t.kind.as_str())
-    .bind(&t.token_hash)
-    .bind(&t.source_id)
-    .bind(&t.data)
-    .bind(t.now)
-    .bind(t.expires_at)
-    .execute(conn)
-    .await
-    .map_err(db_error)?;
-    Ok(())
-}
-
-async fn insert_mail(conn: &mut PgConnection, m: &NewMail) -> StoreResult<()> {
-    query(
-        "INSERT INTO mail_outbox (id, recipient, subject, text_body, html_body, created_at, next_attempt_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $6)",
-    )
-    .bind(&m.id)
-    .bind(&m.to)
-    .bind(&m.subject)
-    .bind(&m.text)
-    .bind(&m.html)
-    .bind(m.now)
-    .execute(conn)
-    .await
-    .map_err(db_error)?;
-    Ok(())
-}
-
-/// Spend a token if unspent; `false` when it was already spent.
-async fn spend_token(conn: &mut PgConnection, id: &str, now: Millis) -> StoreResult<bool> {
-    let done = query("UPDATE tokens SET used_at = $2 WHERE id = $1 AND used_at IS NULL")
-        .bind(id)
-        .bind(now)
-        .execute(conn)
-        .await
-        .map_err(db_error)?;
-    Ok(done.rows_affected() == 1)
-}
-
-async fn delete_reset_links(conn: &mut PgConnection, user_id: &str) -> StoreResult<()> {
-    query(
-        "DELETE FROM tokens WHERE user_id = $1 AND kind IN ('reset', 'reset_grant') AND used_at IS NULL",
-    )
-    .bind(user_id)
-    .execute(conn)
-    .await
-    .map_err(db_error)?;
-    Ok(())
-}
-
-/// Spend a grant and its emailed source; `false` (nothing spent) when either was spent.
-async fn spend_grant(
-    conn: &mut PgConnection,
-    grant_id: &str,
-    source_id: Option<&str>,
-    now: Millis,
-) -> StoreResult<bool> {
-    if !spend_token(&mut *conn, grant_id, now).await? {
-        return Ok(false);
-    }
-    if let Some(source) = source_id
-        && !spend_token(&mut *conn, source, now).await?
-    {
-        return Ok(false);
-    }
-    Ok(true)
 }
 
 impl PostgresStore {
@@ -917,95 +750,6 @@ impl Store for PostgresStore {
             .map_err(db_error)?;
         Ok(())
     }
-}
-
-/// SQL text with its bind values, numbered as they are added: the store's queries whose shape
-/// depends on the call (filters, owners, pages).
-#[derive(Default)]
-struct Sql {
-    text: String,
-    binds: Vec<Bind>,
-}
-
-/// A bind value of [`Sql`].
-enum Bind {
-    Text(String),
-    Int(i64),
-    Json(Value),
-    Texts(Vec<String>),
-}
-
-impl Sql {
-    fn new(text: impl Into<String>) -> Self {
-        Self {
-            text: text.into(),
-            binds: Vec::new(),
-        }
-    }
-
-    fn push(&mut self, text: &str) -> &mut Self {
-        self.text.push_str(text);
-        self
-    }
-
-    /// Add a value and its placeholder.
-    fn bind(&mut self, value: Bind) -> &mut Self {
-        self.binds.push(value);
-        self.text.push_str(&format!("${}", self.binds.len()));
-        self
-    }
-
-    /// Add a filter's condition, its placeholders numbered after those already here.
-    fn filter(&mut self, expr: &Expr) -> StoreResult<&mut Self> {
-        let compiled = pg_filter::compile(expr, self.binds.len() + 1).map_err(backend)?;
-        self.text.push('(');
-        self.text.push_str(&compiled.sql);
-        self.text.push(')');
-        self.binds
-            .extend(compiled.params.into_iter().map(Bind::Json));
-        Ok(self)
-    }
-
-    fn query(&self) -> sqlx_core::query::Query<'_, Postgres, PgArguments> {
-        let mut statement = query(&self.text);
-        for value in &self.binds {
-            statement = match value {
-                Bind::Text(text) => statement.bind(text.clone()),
-                Bind::Int(int) => statement.bind(*int),
-                Bind::Json(json) => statement.bind(json.clone()),
-                Bind::Texts(texts) => statement.bind(texts.clone()),
-            };
-        }
-        statement
-    }
-}
-
-/// The `ORDER BY` clause of an [`Order`].
-fn order_by(order: &Order) -> StoreResult<String> {
-    if order.random {
-        return Ok("ORDER BY random()".into());
-    }
-    pg_filter::order_by(&order.keys).map_err(backend)
-}
-
-/// `LIMIT` and `OFFSET` of a page.
-fn push_page(sql: &mut Sql, limit: u32, offset: u64) {
-    sql.push(" LIMIT ")
-        .bind(Bind::Int(i64::from(limit)))
-        .push(" OFFSET ")
-        .bind(Bind::Int(i64::try_from(offset).unwrap_or(i64::MAX)));
-}
-
-/// `COUNT(*)` of the rows `sql` selects.
-async fn count(pool: &PgPool, sql: &Sql) -> StoreResult<u64> {
-    let n: i64 = sql
-        .query()
-        .fetch_one(pool)
-        .await
-        .map_err(db_error)?
-        .try_get(0)
-        .map_err(db_error)?;
-    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 #[cfg(test)]
