@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Every test of Basalt, from a fresh machine: installs what is missing, then checks format and
-# lints, runs the Rust tests, builds the example app, runs the Node compatibility tests and the
-# browser end-to-end tests (Debian's Chromium) against the release binary.
+# lints, makes sure PostgreSQL runs, runs the Rust tests (every store case on SQLite and on
+# PostgreSQL), builds the example app, runs the Node compatibility tests and the browser
+# end-to-end tests (Debian's Chromium) against the release binary.
+#
+# PostgreSQL: BASALT_TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/test) must
+# accept connections; each test creates and drops a database `basalt_test_<random>` there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +15,11 @@ need_apt=()
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+installed_postgres=false
+if [ -z "${BASALT_TEST_POSTGRES_URL:-}" ] && ! command -v pg_lsclusters >/dev/null 2>&1; then
+  need_apt+=(postgresql postgresql-client)
+  installed_postgres=true
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   step "installing ${need_apt[*]}"
   apt-get update -qq
@@ -28,8 +37,38 @@ cargo fmt --all -- --check
 step "cargo clippy (warnings denied)"
 cargo clippy --locked --all-targets -- -D warnings
 
+step "PostgreSQL for the Rust tests"
+pg_url="${BASALT_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+if [ -z "${BASALT_TEST_POSTGRES_URL:-}" ]; then
+  if ! pg_isready -q -h 127.0.0.1; then
+    read -r pg_version pg_cluster _ < <(pg_lsclusters --no-header | head -n 1) || true
+    if [ -z "${pg_version:-}" ]; then
+      echo "no PostgreSQL cluster found (pg_lsclusters shows none)" >&2
+      exit 1
+    fi
+    echo "starting PostgreSQL $pg_version/$pg_cluster"
+    pg_ctlcluster "$pg_version" "$pg_cluster" start
+    for _ in $(seq 30); do pg_isready -q -h 127.0.0.1 && break; sleep 1; done
+  fi
+  if $installed_postgres; then
+    # A cluster this script just installed: trust local TCP connections and add `test`.
+    hba=$(su postgres -c "psql -Atc 'SHOW hba_file'")
+    sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+    su postgres -c "psql -c 'SELECT pg_reload_conf()'" >/dev/null
+    su postgres -c "createdb test"
+  fi
+fi
+if ! psql "$pg_url" -Atc 'SELECT 1' >/dev/null; then
+  echo "PostgreSQL at $pg_url does not accept connections; the Rust tests need it" \
+    "(set BASALT_TEST_POSTGRES_URL to use another server)" >&2
+  exit 1
+fi
+
 step "Rust tests"
 cargo test --locked
+
+step "HTTP tests again with every app on PostgreSQL"
+BASALT_TEST_API_POSTGRES=1 cargo test --locked --test api
 
 step "release build"
 cargo build --locked --release

@@ -27,7 +27,7 @@ use crate::mail::{DevOutbox, MailQueue, SmtpTransport, Transport, run_sender};
 use crate::profile::ProfileService;
 use crate::records::RecordService;
 use crate::state::{AppState, HttpSettings, Shared};
-use crate::store::{SqliteStore, Store};
+use crate::store::{PostgresStore, SqliteStore, Store};
 
 /// Largest request head.
 const MAX_HEADER_BYTES: usize = 16 * 1024;
@@ -47,8 +47,15 @@ pub struct App {
     pub client_key: String,
 }
 
-/// Open (creating if needed) the data directory's database.
+/// Open the configured database, applying pending migrations: PostgreSQL when `database.url`
+/// is set, else (creating if needed) the data directory's SQLite file.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(url) = config.postgres_url() {
+        let store = PostgresStore::open(url, config.database.max_connections)
+            .await
+            .context("opening the PostgreSQL database (database.url)")?;
+        return Ok(Arc::new(store));
+    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let path = config.data_dir.join("basalt.sqlite3");

@@ -163,7 +163,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate => {
             open_store(&config).await?;
-            println!("database in {} is up to date", config.data_dir.display());
+            if config.postgres_url().is_some() {
+                println!("the PostgreSQL database (database.url) is up to date");
+            } else {
+                println!("database in {} is up to date", config.data_dir.display());
+            }
             Ok(())
         }
         Command::Config {

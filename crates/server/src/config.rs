@@ -77,6 +77,12 @@ impl Default for StorageConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
+    /// `postgres://…` to keep everything in PostgreSQL; empty for the SQLite file in
+    /// `data_dir`. Secret: it may carry a password.
+    #[serde(serialize_with = "redacted")]
+    pub url: SecretString,
+    /// Most PostgreSQL connections this node opens.
+    pub max_connections: u32,
     /// Fields of other users' `users` objects that signed-in users and anonymous callers see.
     #[serde(deserialize_with = "comma_list")]
     pub users_public_fields: Vec<String>,
@@ -87,6 +93,8 @@ pub struct DatabaseConfig {
 impl Default for DatabaseConfig {
     fn default() -> Self {
         Self {
+            url: SecretString::from(""),
+            max_connections: 10,
             users_public_fields: vec!["name".into(), "profilePicture".into()],
             models: Vec::new(),
         }
@@ -588,6 +596,19 @@ impl Config {
                 ));
             }
         }
+        if let Some(url) = self.postgres_url()
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError(
+                "database.url must start with postgres:// or postgresql:// (empty for SQLite)"
+                    .into(),
+            ));
+        }
+        if self.database.max_connections == 0 {
+            return Err(ConfigError(
+                "database.max_connections must be at least 1".into(),
+            ));
+        }
         let mut names = std::collections::HashSet::new();
         for model in &self.database.models {
             let valid = model
@@ -665,6 +686,12 @@ impl Config {
             (None, Some(_)) => format!("{}/auth-redirect", self.public_base()),
             (None, None) => TUTORIAL_REDIRECT_URL.into(),
         }
+    }
+
+    /// The PostgreSQL URL when `database.url` is set; `None` means the SQLite file.
+    pub fn postgres_url(&self) -> Option<&str> {
+        use secrecy::ExposeSecret;
+        Some(self.database.url.expose_secret()).filter(|url| !url.is_empty())
     }
 
     /// The merged configuration as TOML, secrets redacted.
@@ -787,5 +814,23 @@ mod tests {
         let text = config.to_redacted_toml();
         assert!(!text.contains("hunter2-secret"));
         assert!(text.contains("[redacted]"));
+    }
+
+    #[test]
+    fn a_database_url_chooses_postgres_and_stays_secret() {
+        let mut config = Config::default();
+        assert_eq!(config.postgres_url(), None);
+        config.database.url = SecretString::from("postgres://basalt:hunter2@db/basalt");
+        assert!(config.validate().is_ok());
+        assert_eq!(
+            config.postgres_url(),
+            Some("postgres://basalt:hunter2@db/basalt")
+        );
+        assert!(!config.to_redacted_toml().contains("hunter2"));
+        config.database.url = SecretString::from("mysql://db/basalt");
+        assert!(config.validate().is_err());
+        config.database.url = SecretString::from("");
+        config.database.max_connections = 0;
+        assert!(config.validate().is_err());
     }
 }

@@ -9,8 +9,7 @@ use serde_json::Value;
 use super::{FileError, FileService};
 use crate::expr::{ExprError, parse, truthy};
 use crate::records::{CountInfo, DEFAULT_LIMIT, MAX_LIMIT, SortKey};
-use crate::store::sql_filter::{compile, order_by};
-use crate::store::{BucketRecord, FileRecord, StorageQuery, StorageStats};
+use crate::store::{BucketRecord, FileRecord, Filter, Order, StorageQuery, StorageStats};
 
 /// `options` of a list call: `null` or `{page, limit, sort, returnCountInfo}`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -53,7 +52,7 @@ fn invalid(field: &'static str, message: &str) -> FileError {
 fn plan(expression: Option<&str>, options: &ListOptions) -> Result<(StorageQuery, u64), FileError> {
     let filter = match expression.map(str::trim) {
         None | Some("") => None,
-        Some(text) => Some(compile(&parse(text)?)?),
+        Some(text) => Some(Filter::compile(&parse(text)?)?),
     };
     let keys: Vec<&SortKey> = match &options.sort {
         None => Vec::new(),
@@ -91,7 +90,7 @@ fn plan(expression: Option<&str>, options: &ListOptions) -> Result<(StorageQuery
         bucket_id: None,
         public_base: String::new(),
         filter,
-        order_by: order_by(&sort)?,
+        order: Order::by(&sort)?,
         limit,
         offset: (page - 1).saturating_mul(u64::from(limit)),
         count: options.return_count_info.as_ref().is_some_and(truthy),
@@ -186,8 +185,8 @@ mod tests {
             &options(serde_json::json!({"sort": [{"field": "size", "direction": "desc"}]})),
         )
         .unwrap();
-        assert_eq!(one.order_by, many.order_by);
-        assert!(one.order_by.contains("DESC"), "{}", one.order_by);
+        assert_eq!(one.order.sqlite, many.order.sqlite);
+        assert!(one.order.sqlite.contains("DESC"), "{}", one.order.sqlite);
     }
 
     #[test]

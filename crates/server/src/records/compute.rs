@@ -13,6 +13,7 @@ use serde_json::{Map, Number, Value};
 use super::query::{QuerySpec, page_of};
 use super::{RecordError, RecordService, invalid, object_json};
 use crate::expr::{Expr, evaluate, parse, sort_cmp, truthy};
+use crate::store::Order;
 
 /// Most groups one computation may produce.
 pub const MAX_GROUPS: usize = 10_000;
@@ -422,7 +423,7 @@ impl RecordService {
         let Some((mut query, _)) = self.object_query(caller, model, &spec, false)? else {
             return Ok(Vec::new());
         };
-        query.order_by = "ORDER BY random()".into();
+        query.order = Order::random();
         let (records, _) = self.store.query_objects(query).await?;
         self.finish(caller, &spec, records).await
     }

@@ -11,8 +11,7 @@ use serde_json::Value;
 
 use super::{RecordError, RecordService, can_read, invalid, object_json};
 use crate::expr::{Expr, parse};
-use crate::store::ObjectQuery;
-use crate::store::sql_filter::compile;
+use crate::store::{Filter, ObjectQuery, Order};
 
 /// Most lookups in one call.
 const MAX_LOOKUPS: usize = 8;
@@ -257,8 +256,8 @@ impl RecordService {
         let query = ObjectQuery {
             model: model.to_string(),
             owner,
-            filter: Some(compile(filter)?),
-            order_by: "ORDER BY id".into(),
+            filter: Some(Filter::compile(filter)?),
+            order: Order::by_id(),
             limit: 1,
             offset: 0,
             count: false,

@@ -9,8 +9,7 @@ use super::lookup::{Lookup, LookupSpec, references};
 use super::{RecordError, RecordService, object_json};
 use crate::config::Access;
 use crate::expr::{Expr, ExprError, evaluate, parse, sort_cmp, truthy};
-use crate::store::sql_filter::{compile, order_by};
-use crate::store::{ObjectQuery, ObjectRecord};
+use crate::store::{Filter, ObjectQuery, ObjectRecord, Order};
 
 /// Page size when a query names none.
 pub const DEFAULT_LIMIT: u32 = 100;
@@ -148,14 +147,14 @@ impl RecordService {
         let Some(owner) = Self::scope(config.access, caller, writing) else {
             return Ok(None);
         };
-        let filter = filter.map(compile).transpose()?;
+        let filter = filter.map(Filter::compile).transpose()?;
         let sort = sort_keys(spec)?;
         let (page, limit) = page_of(spec)?;
         let query = ObjectQuery {
             model: model.to_string(),
             owner,
             filter,
-            order_by: order_by(&sort)?,
+            order: Order::by(&sort)?,
             limit,
             offset: (page - 1).saturating_mul(u64::from(limit)),
             count: false,

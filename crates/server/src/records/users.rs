@@ -6,8 +6,7 @@ use serde_json::Value;
 use super::query::{CountInfo, QuerySpec, empty_info, omit, page_of, parse_filter, sort_keys};
 use super::{RecordError, RecordService};
 use crate::expr::Expr;
-use crate::store::UserQuery;
-use crate::store::sql_filter::{compile, order_by};
+use crate::store::{Filter, Order, UserQuery};
 
 impl RecordService {
     fn user_query(
@@ -21,8 +20,8 @@ impl RecordService {
             UserQuery {
                 caller: caller.map(String::from),
                 public_fields: self.profile.public_fields().to_vec(),
-                filter: filter.map(compile).transpose()?,
-                order_by: order_by(&sort_keys(spec)?)?,
+                filter: filter.map(Filter::compile).transpose()?,
+                order: Order::by(&sort_keys(spec)?)?,
                 limit,
                 offset: (page - 1).saturating_mul(u64::from(limit)),
                 count: false,

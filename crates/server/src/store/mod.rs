@@ -5,13 +5,18 @@
 
 #[cfg(test)]
 mod conformance;
+pub mod pg_filter;
+mod postgres;
 pub mod sql_filter;
 mod sqlite;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
+
+use crate::expr::{Expr, ExprError};
 
 /// Milliseconds since the Unix epoch, UTC.
 pub type Millis = i64;
@@ -323,6 +328,67 @@ pub struct ObjectRecord {
     pub updated_at: Millis,
 }
 
+/// A filter as the backends need it: the parsed expression, and its SQLite condition,
+/// compiled when the query is built so that an expression SQLite cannot run is refused
+/// before any store call. PostgreSQL compiles `expr` itself (`pg_filter`).
+#[derive(Debug, Clone)]
+pub struct Filter {
+    /// The expression (protocol.md §5.5).
+    pub expr: Expr,
+    /// Its SQLite condition.
+    pub sqlite: sql_filter::SqlFilter,
+}
+
+impl Filter {
+    /// Check and compile a filter expression.
+    pub fn compile(expr: &Expr) -> Result<Self, ExprError> {
+        Ok(Self {
+            sqlite: sql_filter::compile(expr)?,
+            expr: expr.clone(),
+        })
+    }
+}
+
+/// The order of a query's rows: sort keys (ties by id), or random.
+#[derive(Debug, Clone)]
+pub struct Order {
+    /// `(field path, descending)` keys; empty for the id order.
+    pub keys: Vec<(String, bool)>,
+    /// Random order (`get-random`); `keys` are ignored.
+    pub random: bool,
+    /// The SQLite `ORDER BY` clause.
+    pub sqlite: String,
+}
+
+impl Order {
+    /// Check and compile sort keys.
+    pub fn by(keys: &[(String, bool)]) -> Result<Self, ExprError> {
+        Ok(Self {
+            sqlite: sql_filter::order_by(keys)?,
+            keys: keys.to_vec(),
+            random: false,
+        })
+    }
+
+    /// By id, ascending.
+    pub fn by_id() -> Self {
+        Self {
+            keys: Vec::new(),
+            random: false,
+            sqlite: "ORDER BY id ASC".into(),
+        }
+    }
+
+    /// Random order.
+    pub fn random() -> Self {
+        Self {
+            keys: Vec::new(),
+            random: true,
+            sqlite: "ORDER BY random()".into(),
+        }
+    }
+}
+
 /// A query over the objects of a model.
 #[derive(Debug, Clone)]
 pub struct ObjectQuery {
@@ -330,10 +396,10 @@ pub struct ObjectQuery {
     pub model: String,
     /// Only objects owned by this user (the `owner` access rule).
     pub owner: Option<String>,
-    /// The compiled filter, if any.
-    pub filter: Option<sql_filter::SqlFilter>,
-    /// The `ORDER BY` clause (from `sql_filter::order_by`).
-    pub order_by: String,
+    /// The filter, if any.
+    pub filter: Option<Filter>,
+    /// The order of the rows.
+    pub order: Order,
     /// Page size.
     pub limit: u32,
     /// Objects skipped.
@@ -350,10 +416,10 @@ pub struct UserQuery {
     pub caller: Option<String>,
     /// Top-level profile fields everyone may read.
     pub public_fields: Vec<String>,
-    /// The compiled filter, if any.
-    pub filter: Option<sql_filter::SqlFilter>,
-    /// The `ORDER BY` clause (from `sql_filter::order_by`).
-    pub order_by: String,
+    /// The filter, if any.
+    pub filter: Option<Filter>,
+    /// The order of the rows.
+    pub order: Order,
     /// Page size.
     pub limit: u32,
     /// Users skipped.
@@ -364,8 +430,8 @@ pub struct UserQuery {
 
 /// A page of the buckets or files a caller may read (the storage list calls).
 ///
-/// Each row is presented to `filter` and `order_by` as `id`, `data` (the wire fields as a JSON
-/// object), `created_at` and `updated_at`, the columns `sql_filter` compiles against; for files
+/// Each row is presented to `filter` and `order` as `id`, `data` (the wire fields as a JSON
+/// object), `created_at` and `updated_at`, the columns the filter compilers read; for files
 /// `created_at` is the upload time.
 #[derive(Debug, Clone)]
 pub struct StorageQuery {
@@ -375,10 +441,10 @@ pub struct StorageQuery {
     pub bucket_id: Option<String>,
     /// Files only: the base URL of `publicPath` (no trailing slash).
     pub public_base: String,
-    /// The compiled filter, if any.
-    pub filter: Option<sql_filter::SqlFilter>,
-    /// The `ORDER BY` clause (from `sql_filter::order_by`).
-    pub order_by: String,
+    /// The filter, if any.
+    pub filter: Option<Filter>,
+    /// The order of the rows.
+    pub order: Order,
     /// Page size.
     pub limit: u32,
     /// Rows skipped.

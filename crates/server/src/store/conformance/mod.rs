@@ -1,6 +1,10 @@
 //! The conformance suite: every backend passes every case. A new backend adds a module to the
 //! `conformance!` macro and a `fresh_*` constructor. The storage list cases are in
 //! `storage.rs`.
+//!
+//! PostgreSQL cases run in a fresh database each (`basalt_test_<random>`, dropped afterwards)
+//! on the server of `BASALT_TEST_POSTGRES_URL` (default: local, user `postgres`, database
+//! `test`); `scripts/test.sh` starts it.
 
 mod storage;
 
@@ -13,8 +17,8 @@ use self::storage::{
 use serde_json::{Map, json};
 
 use super::{
-    FileRecord, NewMail, NewSession, NewToken, NewUser, ObjectRecord, ObjectWrite, RedeemGrant,
-    SessionRef, SqliteStore, Store, StoreError, TokenKind,
+    FileRecord, NewMail, NewSession, NewToken, NewUser, ObjectRecord, ObjectWrite, PostgresStore,
+    RedeemGrant, SessionRef, SqliteStore, Store, StoreError, TokenKind,
 };
 
 macro_rules! conformance {
@@ -24,6 +28,15 @@ macro_rules! conformance {
                 #[tokio::test]
                 async fn $case() {
                     let (_dir, store) = super::fresh_sqlite().await;
+                    super::$case(&store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let (_db, store) = super::fresh_postgres().await;
                     super::$case(&store).await;
                 }
             )*
@@ -47,9 +60,12 @@ conformance!(
     profile_updates_merge_top_level_fields,
     object_writes_check_versions_and_unique_values,
     storage_lists_show_public_rows_and_the_readers_own,
-    storage_lists_filter_sort_and_page_in_the_store,
     storage_stats_total_what_the_reader_may_read,
     only_owned_files_are_deleted_by_id_or_name,
+    pages_without_filters_sort_by_columns,
+    declared_indexes_are_created_and_dropped,
+    storage_lists_filter_sort_and_page_in_the_store,
+    filtered_pages_of_objects_and_users,
 );
 
 async fn fresh_sqlite() -> (tempfile::TempDir, SqliteStore) {
@@ -58,6 +74,74 @@ async fn fresh_sqlite() -> (tempfile::TempDir, SqliteStore) {
         .await
         .unwrap();
     (dir, store)
+}
+
+/// A database of the test server, dropped (with its connections) when this is dropped.
+pub(crate) struct TestDatabase {
+    admin_url: String,
+    name: String,
+    /// URL of this database.
+    pub(crate) url: String,
+}
+
+impl TestDatabase {
+    /// Create `basalt_test_<random>` on the server of `BASALT_TEST_POSTGRES_URL`.
+    pub(crate) async fn create() -> Self {
+        use sqlx_core::connection::Connection;
+        let admin_url = std::env::var("BASALT_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let name = format!("basalt_test_{:016x}", rand::random::<u64>());
+        let mut admin = sqlx_postgres::PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|err| {
+                panic!("PostgreSQL at BASALT_TEST_POSTGRES_URL is needed (scripts/test.sh starts it): {err}")
+            });
+        sqlx_core::query::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        admin.close().await.unwrap();
+        let mut url = url::Url::parse(&admin_url).unwrap();
+        url.set_path(&name);
+        Self {
+            admin_url,
+            name,
+            url: url.to_string(),
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop runs inside the test's runtime: the clean-up gets a thread and runtime of its own.
+        let dropped = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async move {
+                    use sqlx_core::connection::Connection;
+                    let mut admin = sqlx_postgres::PgConnection::connect(&admin_url).await?;
+                    sqlx_core::query::query(&format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    ))
+                    .execute(&mut admin)
+                    .await?;
+                    admin.close().await
+                })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop test database {}", self.name);
+        }
+    }
+}
+
+async fn fresh_postgres() -> (TestDatabase, PostgresStore) {
+    let db = TestDatabase::create().await;
+    let store = PostgresStore::open(&db.url, 4).await.unwrap();
+    (db, store)
 }
 
 const NOW: i64 = 1_700_000_000_000;
@@ -469,4 +553,162 @@ async fn object_writes_check_versions_and_unique_values(store: &dyn Store) {
         .insert_objects(vec![object("o5", "c", 1)])
         .await
         .unwrap();
+}
+
+async fn pages_without_filters_sort_by_columns(store: &dyn Store) {
+    use crate::store::{ObjectQuery, Order, UserQuery};
+    store
+        .insert_user(user("u1", "ada@example.com"), None, None)
+        .await
+        .unwrap();
+    let mut objects: Vec<ObjectWrite> = (1..=4)
+        .map(|i| object(&format!("o{i}"), &format!("s{i}"), 1))
+        .collect();
+    for (i, o) in objects.iter_mut().enumerate() {
+        o.record.created_at = NOW - i64::try_from(i).unwrap();
+        o.record.owner_id = (i % 2 == 0).then(|| "u1".to_string());
+    }
+    store.insert_objects(objects).await.unwrap();
+    let page = |owner: Option<&str>, offset: u64| ObjectQuery {
+        model: "todos".into(),
+        owner: owner.map(String::from),
+        filter: None,
+        order: Order::by(&[("createdAt".into(), false)]).unwrap(),
+        limit: 2,
+        offset,
+        count: true,
+    };
+    let (found, total) = store.query_objects(page(None, 1)).await.unwrap();
+    let ids: Vec<&str> = found.iter().map(|o| o.id.as_str()).collect();
+    assert_eq!((ids, total), (vec!["o3", "o2"], Some(4)));
+    let (found, total) = store.query_objects(page(Some("u1"), 0)).await.unwrap();
+    let ids: Vec<&str> = found.iter().map(|o| o.id.as_str()).collect();
+    assert_eq!((ids, total), (vec!["o3", "o1"], Some(2)));
+    // A scan ignores the page and stops when the visitor says so.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    store
+        .scan_objects(
+            page(None, 3),
+            Box::new(move |o| {
+                let mut seen = record.lock().unwrap();
+                seen.push(o.id);
+                seen.len() < 3
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(*seen.lock().unwrap(), ["o4", "o3", "o2"]);
+    let mut by_ids: Vec<String> = store
+        .objects_by_ids(vec!["o1".into(), "o4".into(), "nope".into()])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.id)
+        .collect();
+    by_ids.sort();
+    assert_eq!(by_ids, ["o1", "o4"]);
+    store
+        .insert_user(user("u2", "bob@example.com"), None, None)
+        .await
+        .unwrap();
+    let users = UserQuery {
+        caller: Some("u2".into()),
+        public_fields: vec!["name".into()],
+        filter: None,
+        order: Order::by(&[("createdAt".into(), true)]).unwrap(),
+        limit: 10,
+        offset: 0,
+        count: true,
+    };
+    // Others' times are hidden, so the caller's own record sorts first by `createdAt` desc.
+    let (found, total) = store.query_users(users).await.unwrap();
+    let ids: Vec<&str> = found.iter().map(|u| u.id.as_str()).collect();
+    assert_eq!((ids, total), (vec!["u2", "u1"], Some(2)));
+}
+
+async fn declared_indexes_are_created_and_dropped(store: &dyn Store) {
+    let wanted = vec![
+        ("todos".to_string(), "status".to_string()),
+        ("todos".to_string(), "address.city".to_string()),
+    ];
+    store.ensure_indexes(wanted.clone()).await.unwrap();
+    store.ensure_indexes(wanted).await.unwrap();
+    store
+        .ensure_indexes(vec![("todos".into(), "status".into())])
+        .await
+        .unwrap();
+    store.ensure_indexes(Vec::new()).await.unwrap();
+    let bad = store
+        .ensure_indexes(vec![("todos".into(), "x'); DROP TABLE objects; --".into())])
+        .await;
+    assert!(matches!(bad, Err(StoreError::Backend(_))));
+    store
+        .insert_objects(vec![object("o1", "a", 1)])
+        .await
+        .unwrap();
+}
+
+async fn filtered_pages_of_objects_and_users(store: &dyn Store) {
+    use crate::store::{Filter, ObjectQuery, Order, UserQuery};
+    let filter = |src: &str| Some(Filter::compile(&crate::expr::parse(src).unwrap()).unwrap());
+    let mut first = user("u1", "ada@example.com");
+    first.data.insert("name".into(), json!("Ada"));
+    first.data.insert("secret".into(), json!("s1"));
+    store.insert_user(first, None, None).await.unwrap();
+    let mut second = user("u2", "bob@example.com");
+    second.data.insert("name".into(), json!("Bob"));
+    second.data.insert("secret".into(), json!("s2"));
+    store.insert_user(second, None, None).await.unwrap();
+    let objects: Vec<ObjectWrite> = [("o1", "b", 3), ("o2", "a", 1), ("o3", "c", 2)]
+        .into_iter()
+        .map(|(id, slug, rank)| {
+            let mut o = object(id, slug, 1);
+            o.record.data.insert("rank".into(), json!(rank));
+            o
+        })
+        .collect();
+    store.insert_objects(objects).await.unwrap();
+    let objects = ObjectQuery {
+        model: "todos".into(),
+        owner: None,
+        filter: filter("rank * 2 - 1 >= 3 || slug + '!' == 'a!'"),
+        order: Order::by(&[("rank".into(), true)]).unwrap(),
+        limit: 2,
+        offset: 0,
+        count: true,
+    };
+    let (found, total) = store.query_objects(objects).await.unwrap();
+    let ids: Vec<&str> = found.iter().map(|o| o.id.as_str()).collect();
+    assert_eq!((ids, total), (vec!["o1", "o3"], Some(3)));
+    // Others' private fields are invisible to filters and sorts; one's own are not.
+    let users = |src: &str| UserQuery {
+        caller: Some("u1".into()),
+        public_fields: vec!["name".into()],
+        filter: filter(src),
+        order: Order::by(&[("name".into(), true)]).unwrap(),
+        limit: 10,
+        offset: 0,
+        count: true,
+    };
+    let ids = |found: Vec<crate::store::UserRecord>| -> Vec<String> {
+        found.into_iter().map(|u| u.id).collect()
+    };
+    let (found, total) = store.query_users(users("EXISTS(name)")).await.unwrap();
+    assert_eq!(
+        (ids(found), total),
+        (vec!["u2".into(), "u1".into()], Some(2))
+    );
+    let (found, _) = store
+        .query_users(users("STARTSWITH(secret, 's')"))
+        .await
+        .unwrap();
+    assert_eq!(ids(found), ["u1"]);
+    let (found, _) = store
+        .query_users(users(
+            "email == 'ada@example.com' || email == 'bob@example.com'",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(ids(found), ["u1"]);
 }

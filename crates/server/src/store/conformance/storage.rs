@@ -2,8 +2,7 @@
 //! store, totals, bulk deletes of one's own files.
 
 use super::{NOW, file, user};
-use crate::store::sql_filter::{compile, order_by};
-use crate::store::{BucketRecord, FileRecord, StorageQuery, Store};
+use crate::store::{BucketRecord, FileRecord, Filter, Order, StorageQuery, Store};
 
 /// Users `u1` and `u2`; a private bucket of each; in root a public file of `u1` (`a.png`, 3
 /// bytes), a private one of `u1` (`b.png`, 5 bytes) and a private one of `u2` (`c.png`, 7 bytes).
@@ -52,7 +51,7 @@ fn listing(reader: Option<&str>) -> StorageQuery {
         bucket_id: None,
         public_base: "http://x.test".into(),
         filter: None,
-        order_by: order_by(&[]).unwrap(),
+        order: Order::by_id(),
         limit: 100,
         offset: 0,
         count: true,
@@ -92,8 +91,8 @@ pub(super) async fn storage_lists_show_public_rows_and_the_readers_own(store: &d
 pub(super) async fn storage_lists_filter_sort_and_page_in_the_store(store: &dyn Store) {
     storage_fixture(store).await;
     let filtered = |expr: &str, sort: &[(&str, bool)], limit: u32, offset: u64| StorageQuery {
-        filter: Some(compile(&crate::expr::parse(expr).unwrap()).unwrap()),
-        order_by: order_by(
+        filter: Some(Filter::compile(&crate::expr::parse(expr).unwrap()).unwrap()),
+        order: Order::by(
             &sort
                 .iter()
                 .map(|(f, d)| ((*f).to_string(), *d))

@@ -454,9 +454,9 @@ fn object_condition(query: &ObjectQuery) -> (String, Vec<rusqlite::types::Value>
     }
     if let Some(filter) = &query.filter {
         condition.push_str(" AND (");
-        condition.push_str(&filter.sql);
+        condition.push_str(&filter.sqlite.sql);
         condition.push(')');
-        params.extend(filter.params.iter().cloned());
+        params.extend(filter.sqlite.params.iter().cloned());
     }
     (condition, params)
 }
@@ -1208,7 +1208,7 @@ impl Store for SqliteStore {
                 &format!("objects WHERE {condition}"),
                 "*",
                 params,
-                &query.order_by,
+                &query.order.sqlite,
                 (query.limit, query.offset, query.count),
                 object_from_row,
             )
@@ -1218,7 +1218,10 @@ impl Store for SqliteStore {
 
     async fn scan_objects(&self, query: ObjectQuery, mut visit: ObjectVisitor) -> StoreResult<()> {
         let (condition, params) = object_condition(&query);
-        let sql = format!("SELECT * FROM objects WHERE {condition} {}", query.order_by);
+        let sql = format!(
+            "SELECT * FROM objects WHERE {condition} {}",
+            query.order.sqlite
+        );
         self.read_blocking(move |conn| {
             let mut statement = conn.prepare_cached(&sql)?;
             let mut rows = statement.query(rusqlite::params_from_iter(params.iter()))?;
@@ -1294,8 +1297,8 @@ impl Store for SqliteStore {
         ];
         let condition = match &query.filter {
             Some(filter) => {
-                params.extend(filter.params.iter().cloned());
-                filter.sql.clone()
+                params.extend(filter.sqlite.params.iter().cloned());
+                filter.sqlite.sql.clone()
             }
             None => "1".into(),
         };
@@ -1305,7 +1308,7 @@ impl Store for SqliteStore {
                 &format!("{VISIBLE_USERS} WHERE {condition}"),
                 "id",
                 params,
-                &query.order_by,
+                &query.order.sqlite,
                 (query.limit, query.offset, query.count),
                 |row| row.get::<_, String>(0),
             )?;

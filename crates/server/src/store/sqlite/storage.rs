@@ -80,8 +80,8 @@ fn page<T>(
 ) -> rusqlite::Result<(Vec<T>, Option<u64>)> {
     let condition = match &query.filter {
         Some(filter) => {
-            params.extend(filter.params.iter().cloned());
-            format!("({})", filter.sql)
+            params.extend(filter.sqlite.params.iter().cloned());
+            format!("({})", filter.sqlite.sql)
         }
         None => "1".to_string(),
     };
@@ -90,7 +90,7 @@ fn page<T>(
         &format!("({rows}) WHERE {condition}"),
         "*",
         params,
-        &query.order_by,
+        &query.order.sqlite,
         (query.limit, query.offset, query.count),
         from_row,
     )

@@ -1,5 +1,8 @@
 //! `TestApp`: the real server on 127.0.0.1:0 with a fresh SQLite file, the dev outbox and a
 //! manual clock; helpers that make tests read like the protocol.
+//!
+//! With `BASALT_TEST_API_POSTGRES=1` every app gets a fresh PostgreSQL database instead
+//! (`basalt_test_<random>` on the server of `BASALT_TEST_POSTGRES_URL`, dropped afterwards).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,11 +27,66 @@ pub struct TestApp {
     pub http: reqwest::Client,
     stop: CancellationToken,
     dir: tempfile::TempDir,
+    _database: Option<TestDatabase>,
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.stop.cancel();
+    }
+}
+
+/// A PostgreSQL database for one app, dropped (with its connections) when this is dropped.
+struct TestDatabase {
+    admin_url: String,
+    name: String,
+}
+
+impl TestDatabase {
+    /// A fresh database when `BASALT_TEST_API_POSTGRES=1`, with its URL.
+    async fn wanted() -> Option<(Self, String)> {
+        use sqlx_core::connection::Connection;
+        if std::env::var("BASALT_TEST_API_POSTGRES").as_deref() != Ok("1") {
+            return None;
+        }
+        let admin_url = std::env::var("BASALT_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let name = format!("basalt_test_{:016x}", rand::random::<u64>());
+        let mut admin = sqlx_postgres::PgConnection::connect(&admin_url)
+            .await
+            .unwrap();
+        sqlx_core::query::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        admin.close().await.unwrap();
+        let mut url = url::Url::parse(&admin_url).unwrap();
+        url.set_path(&name);
+        Some((Self { admin_url, name }, url.to_string()))
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop runs inside the test's runtime: the clean-up gets a thread and runtime of its own.
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async move {
+                    use sqlx_core::connection::Connection;
+                    let mut admin = sqlx_postgres::PgConnection::connect(&admin_url).await?;
+                    sqlx_core::query::query(&format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    ))
+                    .execute(&mut admin)
+                    .await?;
+                    admin.close().await
+                })
+        })
+        .join();
     }
 }
 
@@ -114,6 +172,11 @@ impl TestApp {
         config.auth.password_hash.memory_kib = 1024;
         config.auth.password_hash.iterations = 1;
         config.rate_limits.enabled = false;
+        let database = TestDatabase::wanted().await.map(|(database, url)| {
+            config.database.url = url.into();
+            config.database.max_connections = 4;
+            database
+        });
         configure(&mut config);
         config.validate().unwrap();
         let clock = Arc::new(ManualClock::new());
@@ -134,6 +197,7 @@ impl TestApp {
             http,
             stop,
             dir,
+            _database: database,
         }
     }
 

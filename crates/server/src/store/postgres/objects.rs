@@ -1,0 +1,339 @@
+//! Objects of declared models on PostgreSQL: writes with their unique values, reads, pages and
+//! scans, declared expression indexes, and the page of users a caller may see.
+//!
+//! Filters and sorts are compiled by `pg_filter` over rows of `(id, data, created_at,
+//! updated_at)`: the `objects` table as it is, users as the caller may see them.
+
+use futures_util::TryStreamExt;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use sqlx_core::query::query;
+use sqlx_core::query::query as query_sql;
+use sqlx_core::row::Row;
+use sqlx_postgres::{PgConnection, PgPool, PgRow};
+
+use super::{
+    Bind, SCHEMA_LOCK, Sql, backend, count, db_error, get, order_by, push_page, rows, user_from_row,
+};
+use crate::store::pg_filter;
+use crate::store::{
+    ObjectQuery, ObjectRecord, ObjectVisitor, ObjectWrite, StoreError, StoreResult, UserQuery,
+    UserRecord,
+};
+
+/// PostgreSQL truncates identifiers to 63 bytes.
+const MAX_IDENTIFIER: usize = 63;
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot index {0}: names are letters, digits, '_' and '.'")]
+struct BadIndex(String);
+
+fn object_from_row(row: &PgRow) -> StoreResult<ObjectRecord> {
+    Ok(ObjectRecord {
+        id: get(row, "id")?,
+        model: get(row, "model")?,
+        owner_id: get(row, "owner_id")?,
+        data: super::json_object(get(row, "data")?),
+        version: get(row, "version")?,
+        created_at: get(row, "created_at")?,
+        updated_at: get(row, "updated_at")?,
+    })
+}
+
+/// Claim the unique values of an object; a taken one is a conflict naming its field.
+async fn claim_unique(conn: &mut PgConnection, object: &ObjectWrite) -> StoreResult<()> {
+    query("DELETE FROM object_unique_values WHERE object_id = $1")
+        .bind(&object.record.id)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    for (field, value) in &object.unique {
+        let claimed = query(
+            "INSERT INTO object_unique_values (model, field, value, object_id) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&object.record.model)
+        .bind(field)
+        .bind(value)
+        .bind(&object.record.id)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error);
+        match claimed {
+            Ok(_) => {}
+            Err(StoreError::Conflict { .. }) => {
+                return Err(StoreError::Conflict {
+                    constraint: field.clone(),
+                });
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn insert_objects(pool: &PgPool, objects: Vec<ObjectWrite>) -> StoreResult<()> {
+    let mut tx = pool.begin().await.map_err(db_error)?;
+    for object in &objects {
+        let r = &object.record;
+        query(
+            "INSERT INTO objects (id, model, owner_id, data, version, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&r.id)
+        .bind(&r.model)
+        .bind(&r.owner_id)
+        .bind(Value::Object(r.data.clone()))
+        .bind(r.version)
+        .bind(r.created_at)
+        .bind(r.updated_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        claim_unique(&mut tx, object).await?;
+    }
+    tx.commit().await.map_err(db_error)
+}
+
+pub(super) async fn object(
+    pool: &PgPool,
+    model: &str,
+    id: &str,
+) -> StoreResult<Option<ObjectRecord>> {
+    query("SELECT * FROM objects WHERE id = $1 AND model = $2")
+        .bind(id)
+        .bind(model)
+        .fetch_optional(pool)
+        .await
+        .map_err(db_error)?
+        .as_ref()
+        .map(object_from_row)
+        .transpose()
+}
+
+pub(super) async fn replace_object(
+    pool: &PgPool,
+    object: ObjectWrite,
+    expected_version: i64,
+) -> StoreResult<bool> {
+    let mut tx = pool.begin().await.map_err(db_error)?;
+    let r = &object.record;
+    let changed = query(
+        "UPDATE objects SET data = $3, version = $4, updated_at = $5
+         WHERE id = $1 AND model = $2 AND version = $6",
+    )
+    .bind(&r.id)
+    .bind(&r.model)
+    .bind(Value::Object(r.data.clone()))
+    .bind(r.version)
+    .bind(r.updated_at)
+    .bind(expected_version)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_error)?
+    .rows_affected();
+    if changed == 0 {
+        return Ok(false);
+    }
+    claim_unique(&mut tx, &object).await?;
+    tx.commit().await.map_err(db_error)?;
+    Ok(true)
+}
+
+/// `<select> FROM objects WHERE …` of an object query: model, owner, filter.
+fn object_rows(select: &str, query: &ObjectQuery) -> StoreResult<Sql> {
+    let mut sql = Sql::new(format!("{select} FROM objects WHERE model = "));
+    sql.bind(Bind::Text(query.model.clone()));
+    if let Some(owner) = &query.owner {
+        sql.push(" AND owner_id = ").bind(Bind::Text(owner.clone()));
+    }
+    if let Some(filter) = &query.filter {
+        sql.push(" AND ").filter(&filter.expr)?;
+    }
+    Ok(sql)
+}
+
+pub(super) async fn query_objects(
+    pool: &PgPool,
+    query: ObjectQuery,
+) -> StoreResult<(Vec<ObjectRecord>, Option<u64>)> {
+    let total = if query.count {
+        Some(count(pool, &object_rows("SELECT COUNT(*)", &query)?).await?)
+    } else {
+        None
+    };
+    let mut sql = object_rows("SELECT *", &query)?;
+    sql.push(" ").push(&order_by(&query.order)?);
+    push_page(&mut sql, query.limit, query.offset);
+    let found = sql.query().fetch_all(pool).await.map_err(db_error)?;
+    Ok((rows(&found, object_from_row)?, total))
+}
+
+pub(super) async fn scan_objects(
+    pool: &PgPool,
+    query: ObjectQuery,
+    mut visit: ObjectVisitor,
+) -> StoreResult<()> {
+    let mut sql = object_rows("SELECT *", &query)?;
+    sql.push(" ").push(&order_by(&query.order)?);
+    // Rows stream from the server as they are read; dropping the stream ends the scan.
+    let mut stream = sql.query().fetch(pool);
+    while let Some(row) = stream.try_next().await.map_err(db_error)? {
+        if !visit(object_from_row(&row)?) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn objects_by_ids(
+    pool: &PgPool,
+    ids: Vec<String>,
+) -> StoreResult<Vec<ObjectRecord>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let found = query("SELECT * FROM objects WHERE id = ANY($1)")
+        .bind(ids)
+        .fetch_all(pool)
+        .await
+        .map_err(db_error)?;
+    rows(&found, object_from_row)
+}
+
+/// The index name of a `(model, path)`: `objects_by:<model>:<path>`, or a digest of it when
+/// that is longer than PostgreSQL keeps.
+fn index_name(model: &str, path: &str) -> String {
+    let name = format!("objects_by:{model}:{path}");
+    if name.len() <= MAX_IDENTIFIER {
+        return name;
+    }
+    let digest = hex::encode(Sha256::digest(name.as_bytes()));
+    format!("objects_by:{}", &digest[..40])
+}
+
+pub(super) async fn ensure_indexes(
+    pool: &PgPool,
+    indexes: Vec<(String, String)>,
+) -> StoreResult<()> {
+    // Names and paths are checked by the configuration: letters, digits, '_' and '.'.
+    let safe = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+    };
+    if let Some((model, path)) = indexes.iter().find(|(m, f)| !safe(m) || !safe(f)) {
+        return Err(backend(BadIndex(format!("{model}:{path}"))));
+    }
+    let wanted: Vec<String> = indexes.iter().map(|(m, p)| index_name(m, p)).collect();
+    let mut tx = pool.begin().await.map_err(db_error)?;
+    // Nodes starting at once take turns.
+    query("SELECT pg_advisory_xact_lock($1)")
+        .bind(SCHEMA_LOCK)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+    let existing: Vec<String> = query(
+        "SELECT indexname FROM pg_indexes
+         WHERE schemaname = current_schema() AND tablename = 'objects'
+           AND indexname LIKE 'objects\\_by:%'",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db_error)?
+    .iter()
+    .map(|row| row.try_get(0).map_err(db_error))
+    .collect::<StoreResult<_>>()?;
+    let mut statements: Vec<String> = existing
+        .iter()
+        .filter(|name| !wanted.contains(name))
+        .map(|name| format!("DROP INDEX \"{name}\""))
+        .collect();
+    for ((_, path), name) in indexes.iter().zip(&wanted) {
+        if existing.contains(name) {
+            continue;
+        }
+        // The path holds only checked characters, so it may sit in the SQL text.
+        let segments = path.split('.').collect::<Vec<_>>().join(",");
+        statements.push(format!(
+            "CREATE INDEX IF NOT EXISTS \"{name}\" ON objects (model, (data #> '{{{segments}}}'))"
+        ));
+    }
+    for statement in statements {
+        query(&statement)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+    }
+    tx.commit().await.map_err(db_error)
+}
+
+/// The users as the caller sees them, in the columns a filter reads: their own record whole
+/// (profile data plus the account fields of the User shape), others only the public fields,
+/// with times hidden. `$1` is the caller, `$2` the public field names.
+fn visible_users() -> String {
+    let (sign_up, last_login) = (
+        pg_filter::iso("sign_up_at"),
+        pg_filter::iso("last_login_at"),
+    );
+    format!(
+        "WITH visible AS (SELECT id, \
+         CASE WHEN id = $1 THEN data || jsonb_build_object( \
+             'email', email, 'emailVerified', email_verified, \
+             'provider', provider, 'providerUserId', provider_user_id, \
+             'signUpAt', {sign_up}, 'lastLoginAt', {last_login}) \
+         ELSE (SELECT COALESCE(jsonb_object_agg(f.key, f.value), '{{}}'::jsonb) \
+               FROM jsonb_each(users.data) AS f WHERE f.key = ANY($2)) \
+         END AS data, \
+         CASE WHEN id = $1 THEN created_at ELSE 0 END AS created_at, \
+         CASE WHEN id = $1 THEN updated_at ELSE 0 END AS updated_at \
+         FROM users)"
+    )
+}
+
+/// `<select> FROM visible WHERE <filter>` of a users query.
+fn user_rows(select: &str, query: &UserQuery) -> StoreResult<Sql> {
+    let mut sql = Sql::new(visible_users());
+    sql.binds
+        .push(Bind::Text(query.caller.clone().unwrap_or_default()));
+    sql.binds.push(Bind::Texts(query.public_fields.clone()));
+    sql.push(&format!(" {select} FROM visible WHERE "));
+    match &query.filter {
+        Some(filter) => {
+            sql.filter(&filter.expr)?;
+        }
+        None => {
+            sql.push("true");
+        }
+    }
+    Ok(sql)
+}
+
+pub(super) async fn query_users(
+    pool: &PgPool,
+    query: UserQuery,
+) -> StoreResult<(Vec<UserRecord>, Option<u64>)> {
+    let total = if query.count {
+        Some(count(pool, &user_rows("SELECT COUNT(*)", &query)?).await?)
+    } else {
+        None
+    };
+    let mut sql = user_rows("SELECT id", &query)?;
+    sql.push(" ").push(&order_by(&query.order)?);
+    push_page(&mut sql, query.limit, query.offset);
+    let ids: Vec<String> = sql
+        .query()
+        .fetch_all(pool)
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(|row| row.try_get(0).map_err(db_error))
+        .collect::<StoreResult<_>>()?;
+    let found = query_sql("SELECT * FROM users WHERE id = ANY($1)")
+        .bind(&ids)
+        .fetch_all(pool)
+        .await
+        .map_err(db_error)?;
+    let mut users = rows(&found, user_from_row)?;
+    users.sort_by_key(|u| ids.iter().position(|id| *id == u.id));
+    Ok((users, total))
+}

@@ -1,0 +1,490 @@
+//! Buckets and file metadata on PostgreSQL: reads, writes, numbered file names, the storage
+//! list calls and totals.
+//!
+//! File names are numbered as on SQLite (`photo.png` → `photo-1.png`). Two nodes naming files
+//! of one bucket at once would both see a name free; every write that picks a file name first
+//! takes a transaction-scoped advisory lock on the bucket, so naming is serialised per bucket
+//! as SQLite's single writer serialises it.
+
+use serde_json::{Value, json};
+use sqlx_core::query::query;
+use sqlx_core::row::Row;
+use sqlx_postgres::{PgConnection, PgPool, PgRow};
+
+use super::{Bind, Sql, count, db_error, get, order_by, push_page, rows};
+use crate::store::pg_filter;
+use crate::store::{
+    BucketRecord, FileRecord, StorageQuery, StorageStats, StoreError, StoreResult, numbered_name,
+};
+
+fn tags(value: Value) -> Vec<String> {
+    serde_json::from_value(value).unwrap_or_default()
+}
+
+pub(super) fn bucket_from_row(row: &PgRow) -> StoreResult<BucketRecord> {
+    Ok(BucketRecord {
+        id: get(row, "id")?,
+        name: get(row, "name")?,
+        is_public: get(row, "is_public")?,
+        user_id: get(row, "user_id")?,
+        tags: tags(get(row, "tags")?),
+        created_at: get(row, "created_at")?,
+        updated_at: get(row, "updated_at")?,
+    })
+}
+
+pub(super) fn file_from_row(row: &PgRow) -> StoreResult<FileRecord> {
+    Ok(FileRecord {
+        id: get(row, "id")?,
+        bucket_id: get(row, "bucket_id")?,
+        file_name: get(row, "file_name")?,
+        blob_key: get(row, "blob_key")?,
+        size: get(row, "size")?,
+        encoding: get(row, "encoding")?,
+        mime_type: get(row, "mime_type")?,
+        etag: get(row, "etag")?,
+        is_public: get(row, "is_public")?,
+        user_id: get(row, "user_id")?,
+        tags: tags(get(row, "tags")?),
+        uploaded_at: get(row, "uploaded_at")?,
+        updated_at: get(row, "updated_at")?,
+    })
+}
+
+/// A bucket's name conflict is named `name`, as on SQLite.
+fn name_conflict(err: StoreError) -> StoreError {
+    match err {
+        StoreError::Conflict { .. } => StoreError::Conflict {
+            constraint: "name".into(),
+        },
+        other => other,
+    }
+}
+
+pub(super) async fn bucket(pool: &PgPool, id_or_name: &str) -> StoreResult<Option<BucketRecord>> {
+    query(
+        "SELECT * FROM buckets WHERE id = $1
+         UNION ALL SELECT * FROM buckets WHERE name = $1 AND id <> $1 LIMIT 1",
+    )
+    .bind(id_or_name)
+    .fetch_optional(pool)
+    .await
+    .map_err(db_error)?
+    .as_ref()
+    .map(bucket_from_row)
+    .transpose()
+}
+
+/// Serialise the naming of files in one bucket until the transaction ends.
+async fn lock_bucket_names(conn: &mut PgConnection, bucket_id: &str) -> StoreResult<()> {
+    query("SELECT pg_advisory_xact_lock(hashtextextended('basalt.files:' || $1, 0))")
+        .bind(bucket_id)
+        .execute(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+/// Whether another file of the bucket has this name.
+async fn taken(
+    conn: &mut PgConnection,
+    bucket_id: &str,
+    name: &str,
+    except_id: &str,
+) -> StoreResult<bool> {
+    Ok(
+        query("SELECT 1 FROM files WHERE bucket_id = $1 AND file_name = $2 AND id <> $3")
+            .bind(bucket_id)
+            .bind(name)
+            .bind(except_id)
+            .fetch_optional(conn)
+            .await
+            .map_err(db_error)?
+            .is_some(),
+    )
+}
+
+/// `name`, or the first free numbered form of it; numbering starts past the count of numbered
+/// names already there (as on SQLite), so a name uploaded again and again costs a check or two.
+async fn free_name(
+    conn: &mut PgConnection,
+    bucket_id: &str,
+    name: &str,
+    except_id: &str,
+) -> StoreResult<String> {
+    if !taken(&mut *conn, bucket_id, name, except_id).await? {
+        return Ok(name.to_string());
+    }
+    let escape = |s: &str| {
+        s.replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    };
+    let pattern = match numbered_name(name, 0).rsplit_once("-0") {
+        Some((stem, ext)) => format!("{}-%{}", escape(stem), escape(ext)),
+        None => format!("{}-%", escape(name)),
+    };
+    let numbered: i64 =
+        query("SELECT COUNT(*) FROM files WHERE bucket_id = $1 AND file_name LIKE $2 ESCAPE '\\'")
+            .bind(bucket_id)
+            .bind(pattern)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db_error)?
+            .try_get(0)
+            .map_err(db_error)?;
+    let mut n = u32::try_from(numbered).unwrap_or(0) + 1;
+    loop {
+        let candidate = numbered_name(name, n);
+        if !taken(&mut *conn, bucket_id, &candidate, except_id).await? {
+            return Ok(candidate);
+        }
+        n += 1;
+    }
+}
+
+pub(super) async fn insert_file(pool: &PgPool, file: FileRecord) -> StoreResult<FileRecord> {
+    let mut tx = pool.begin().await.map_err(db_error)?;
+    lock_bucket_names(&mut tx, &file.bucket_id).await?;
+    let name = free_name(&mut tx, &file.bucket_id, &file.file_name, &file.id).await?;
+    query(
+        "INSERT INTO files (id, bucket_id, file_name, blob_key, size, encoding, mime_type,
+            etag, is_public, user_id, tags, uploaded_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
+    )
+    .bind(&file.id)
+    .bind(&file.bucket_id)
+    .bind(&name)
+    .bind(&file.blob_key)
+    .bind(file.size)
+    .bind(&file.encoding)
+    .bind(&file.mime_type)
+    .bind(&file.etag)
+    .bind(file.is_public)
+    .bind(&file.user_id)
+    .bind(json!(file.tags))
+    .bind(file.uploaded_at)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_error)?;
+    tx.commit().await.map_err(db_error)?;
+    Ok(FileRecord {
+        file_name: name,
+        ..file
+    })
+}
+
+pub(super) async fn file(
+    pool: &PgPool,
+    bucket_id: &str,
+    file_id: &str,
+) -> StoreResult<Option<FileRecord>> {
+    query("SELECT * FROM files WHERE bucket_id = $1 AND id = $2")
+        .bind(bucket_id)
+        .bind(file_id)
+        .fetch_optional(pool)
+        .await
+        .map_err(db_error)?
+        .as_ref()
+        .map(file_from_row)
+        .transpose()
+}
+
+pub(super) async fn file_by_key(
+    pool: &PgPool,
+    bucket_id: &str,
+    id_or_name: &str,
+) -> StoreResult<Option<FileRecord>> {
+    query(
+        "SELECT * FROM files WHERE bucket_id = $1 AND id = $2
+         UNION ALL SELECT * FROM files WHERE bucket_id = $1 AND file_name = $2 AND id <> $2
+         LIMIT 1",
+    )
+    .bind(bucket_id)
+    .bind(id_or_name)
+    .fetch_optional(pool)
+    .await
+    .map_err(db_error)?
+    .as_ref()
+    .map(file_from_row)
+    .transpose()
+}
+
+pub(super) async fn delete_file(
+    pool: &PgPool,
+    bucket_id: &str,
+    file_id: &str,
+) -> StoreResult<Option<String>> {
+    query("DELETE FROM files WHERE bucket_id = $1 AND id = $2 RETURNING blob_key")
+        .bind(bucket_id)
+        .bind(file_id)
+        .fetch_optional(pool)
+        .await
+        .map_err(db_error)?
+        .map(|row| row.try_get(0).map_err(db_error))
+        .transpose()
+}
+
+pub(super) async fn insert_bucket(pool: &PgPool, bucket: BucketRecord) -> StoreResult<()> {
+    query(
+        "INSERT INTO buckets (id, name, is_public, user_id, tags, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&bucket.id)
+    .bind(&bucket.name)
+    .bind(bucket.is_public)
+    .bind(&bucket.user_id)
+    .bind(json!(bucket.tags))
+    .bind(bucket.created_at)
+    .bind(bucket.updated_at)
+    .execute(pool)
+    .await
+    .map_err(db_error)
+    .map_err(name_conflict)?;
+    Ok(())
+}
+
+pub(super) async fn update_bucket(
+    pool: &PgPool,
+    bucket: BucketRecord,
+    files_public: Option<bool>,
+) -> StoreResult<()> {
+    let mut tx = pool.begin().await.map_err(db_error)?;
+    query("UPDATE buckets SET name = $2, is_public = $3, tags = $4, updated_at = $5 WHERE id = $1")
+        .bind(&bucket.id)
+        .bind(&bucket.name)
+        .bind(bucket.is_public)
+        .bind(json!(bucket.tags))
+        .bind(bucket.updated_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)
+        .map_err(name_conflict)?;
+    if let Some(public) = files_public {
+        query("UPDATE files SET is_public = $2, updated_at = $3 WHERE bucket_id = $1")
+            .bind(&bucket.id)
+            .bind(public)
+            .bind(bucket.updated_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+    }
+    tx.commit().await.map_err(db_error)
+}
+
+pub(super) async fn delete_bucket_files(
+    pool: &PgPool,
+    bucket_id: &str,
+    bucket_too: bool,
+) -> StoreResult<Vec<String>> {
+    let mut tx = pool.begin().await.map_err(db_error)?;
+    let keys = query("DELETE FROM files WHERE bucket_id = $1 RETURNING blob_key")
+        .bind(bucket_id)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(|row| row.try_get(0).map_err(db_error))
+        .collect::<StoreResult<Vec<String>>>()?;
+    if bucket_too {
+        query("DELETE FROM buckets WHERE id = $1")
+            .bind(bucket_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+    }
+    tx.commit().await.map_err(db_error)?;
+    Ok(keys)
+}
+
+pub(super) async fn update_file(pool: &PgPool, file: FileRecord) -> StoreResult<FileRecord> {
+    let mut tx = pool.begin().await.map_err(db_error)?;
+    lock_bucket_names(&mut tx, &file.bucket_id).await?;
+    let name = free_name(&mut tx, &file.bucket_id, &file.file_name, &file.id).await?;
+    query(
+        "UPDATE files SET bucket_id = $2, file_name = $3, blob_key = $4, size = $5,
+            mime_type = $6, etag = $7, is_public = $8, tags = $9, updated_at = $10
+         WHERE id = $1",
+    )
+    .bind(&file.id)
+    .bind(&file.bucket_id)
+    .bind(&name)
+    .bind(&file.blob_key)
+    .bind(file.size)
+    .bind(&file.mime_type)
+    .bind(&file.etag)
+    .bind(file.is_public)
+    .bind(json!(file.tags))
+    .bind(file.updated_at)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_error)?;
+    tx.commit().await.map_err(db_error)?;
+    Ok(FileRecord {
+        file_name: name,
+        ..file
+    })
+}
+
+/// The read rule of buckets and files (`FileService::find`): public ones, and the reader's own.
+/// Rows without an owner are visible only when public.
+fn push_visible(sql: &mut Sql, alias: &str, reader: Option<&str>) {
+    match reader {
+        Some(reader) => {
+            sql.push(&format!("({alias}.is_public OR {alias}.user_id = "))
+                .bind(Bind::Text(reader.to_string()))
+                .push(")");
+        }
+        None => {
+            sql.push(&format!("{alias}.is_public"));
+        }
+    }
+}
+
+/// The rows of a storage list, as the filter compiler reads them: `id`, `data` (the wire
+/// fields), `created_at` (for files the upload time) and `updated_at`, besides the table's own.
+#[derive(Clone, Copy)]
+enum Rows {
+    Buckets,
+    Files,
+}
+
+fn push_rows(sql: &mut Sql, rows_of: Rows, query: &StorageQuery) {
+    let (created, updated) = (pg_filter::iso("created_at"), pg_filter::iso("updated_at"));
+    match rows_of {
+        Rows::Buckets => {
+            sql.push(&format!(
+                "SELECT b.*, jsonb_build_object('_id', b.id, 'name', b.name, \
+                 'isPublic', b.is_public, 'userId', b.user_id, 'tags', b.tags, \
+                 'createdAt', {}, 'updatedAt', {}) AS data FROM buckets b WHERE ",
+                created.replace("created_at", "b.created_at"),
+                updated.replace("updated_at", "b.updated_at"),
+            ));
+            push_visible(sql, "b", query.reader.as_deref());
+        }
+        Rows::Files => {
+            sql.push(
+                "SELECT f.*, f.uploaded_at AS created_at, jsonb_build_object('_id', f.id, \
+                 'bucketId', f.bucket_id, 'fileName', f.file_name, 'isPublic', f.is_public, \
+                 'size', f.size, 'encoding', f.encoding, 'mimeType', f.mime_type, \
+                 'publicPath', ",
+            )
+            .bind(Bind::Text(query.public_base.clone()))
+            .push(&format!(
+                "::text || '/_storage/' || f.bucket_id || '/' || f.id, \
+                 'userId', f.user_id, 'tags', f.tags, 'uploadedAt', {}, 'updatedAt', {}) \
+                 AS data FROM files f WHERE ",
+                created.replace("created_at", "f.uploaded_at"),
+                updated.replace("updated_at", "f.updated_at"),
+            ));
+            push_visible(sql, "f", query.reader.as_deref());
+            if let Some(bucket_id) = &query.bucket_id {
+                sql.push(" AND f.bucket_id = ")
+                    .bind(Bind::Text(bucket_id.clone()));
+            }
+        }
+    }
+}
+
+/// `<select> FROM (rows) AS r WHERE <filter>`.
+fn filtered_rows(select: &str, rows_of: Rows, query: &StorageQuery) -> StoreResult<Sql> {
+    let mut sql = Sql::new(format!("{select} FROM ("));
+    push_rows(&mut sql, rows_of, query);
+    sql.push(") AS r WHERE ");
+    match &query.filter {
+        Some(filter) => {
+            sql.filter(&filter.expr)?;
+        }
+        None => {
+            sql.push("true");
+        }
+    }
+    Ok(sql)
+}
+
+async fn page<T>(
+    pool: &PgPool,
+    rows_of: Rows,
+    query: StorageQuery,
+    from_row: fn(&PgRow) -> StoreResult<T>,
+) -> StoreResult<(Vec<T>, Option<u64>)> {
+    let total = if query.count {
+        Some(count(pool, &filtered_rows("SELECT COUNT(*)", rows_of, &query)?).await?)
+    } else {
+        None
+    };
+    let mut sql = filtered_rows("SELECT *", rows_of, &query)?;
+    sql.push(" ").push(&order_by(&query.order)?);
+    push_page(&mut sql, query.limit, query.offset);
+    let found = sql.query().fetch_all(pool).await.map_err(db_error)?;
+    Ok((rows(&found, from_row)?, total))
+}
+
+pub(super) async fn query_buckets(
+    pool: &PgPool,
+    query: StorageQuery,
+) -> StoreResult<(Vec<BucketRecord>, Option<u64>)> {
+    page(pool, Rows::Buckets, query, bucket_from_row).await
+}
+
+pub(super) async fn query_files(
+    pool: &PgPool,
+    query: StorageQuery,
+) -> StoreResult<(Vec<FileRecord>, Option<u64>)> {
+    page(pool, Rows::Files, query, file_from_row).await
+}
+
+/// Totals over the buckets and files the reader may read, in one statement (one snapshot).
+pub(super) async fn storage_stats(
+    pool: &PgPool,
+    reader: Option<&str>,
+    bucket_id: Option<&str>,
+) -> StoreResult<StorageStats> {
+    let mut sql = Sql::new("SELECT (SELECT COUNT(*) FROM buckets b WHERE ");
+    push_visible(&mut sql, "b", reader);
+    sql.push(
+        "), COUNT(*), COALESCE(SUM(f.size), 0)::BIGINT, \
+         COALESCE(AVG(f.size), 0)::DOUBLE PRECISION, \
+         COALESCE(MIN(f.size), 0), COALESCE(MAX(f.size), 0) FROM files f WHERE ",
+    );
+    push_visible(&mut sql, "f", reader);
+    if let Some(bucket_id) = bucket_id {
+        sql.push(" AND f.bucket_id = ")
+            .bind(Bind::Text(bucket_id.to_string()));
+    }
+    let row = sql.query().fetch_one(pool).await.map_err(db_error)?;
+    let count = |i: usize| -> StoreResult<u64> {
+        Ok(u64::try_from(row.try_get::<i64, _>(i).map_err(db_error)?).unwrap_or(0))
+    };
+    Ok(StorageStats {
+        buckets: count(0)?,
+        files: count(1)?,
+        total_size: row.try_get(2).map_err(db_error)?,
+        average_size: row.try_get(3).map_err(db_error)?,
+        min_size: row.try_get(4).map_err(db_error)?,
+        max_size: row.try_get(5).map_err(db_error)?,
+    })
+}
+
+/// Delete the files of a bucket owned by `owner` named (by id or name) in `keys`; their blob
+/// keys. One statement, so one transaction.
+pub(super) async fn delete_owned_files(
+    pool: &PgPool,
+    bucket_id: &str,
+    owner: &str,
+    keys: Vec<String>,
+) -> StoreResult<Vec<String>> {
+    query(
+        "DELETE FROM files WHERE bucket_id = $1 AND user_id = $2
+         AND (id = ANY($3) OR file_name = ANY($3)) RETURNING blob_key",
+    )
+    .bind(bucket_id)
+    .bind(owner)
+    .bind(keys)
+    .fetch_all(pool)
+    .await
+    .map_err(db_error)?
+    .iter()
+    .map(|row| row.try_get(0).map_err(db_error))
+    .collect()
+}
