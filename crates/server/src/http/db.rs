@@ -49,17 +49,11 @@ struct ObjectRequest {
 
 impl ObjectRequest {
     fn model(&self) -> Result<&str, ApiError> {
-        self.model
-            .as_deref()
-            .filter(|m| !m.is_empty())
-            .ok_or_else(|| ApiError::missing("model"))
+        ApiError::required(self.model.as_deref(), "model")
     }
 
     fn id(&self) -> Result<&str, ApiError> {
-        self.id
-            .as_deref()
-            .filter(|id| !id.is_empty())
-            .ok_or_else(|| ApiError::missing("id"))
+        ApiError::required(self.id.as_deref(), "id")
     }
 
     fn values(&self) -> Result<Map<String, Value>, ApiError> {
@@ -257,10 +251,7 @@ struct QueryRequest {
 impl QueryRequest {
     /// The model named, `users` included.
     fn any_model(&self) -> Result<&str, ApiError> {
-        self.model
-            .as_deref()
-            .filter(|m| !m.is_empty())
-            .ok_or_else(|| ApiError::missing("model"))
+        ApiError::required(self.model.as_deref(), "model")
     }
 
     /// The model, which must be a declared one: `users` is read with `get-list` and

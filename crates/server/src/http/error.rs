@@ -61,6 +61,14 @@ impl ApiError {
         }
     }
 
+    /// A member that must be present and not empty: its value, else 400
+    /// `missing_required_value` naming it.
+    pub fn required<'a>(value: Option<&'a str>, field: &str) -> Result<&'a str, Self> {
+        value
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| Self::missing(field))
+    }
+
     /// A 400 `missing_required_value` naming a field.
     pub fn missing(field: &str) -> Self {
         Self::Client {

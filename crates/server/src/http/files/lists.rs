@@ -71,11 +71,7 @@ pub(super) async fn list_files(
     session: SessionHeader,
     ApiJson(body): ApiJson<ListRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let bucket = body
-        .bucket
-        .clone()
-        .filter(|b| !b.is_empty())
-        .ok_or_else(|| ApiError::missing("bucket"))?;
+    let bucket = ApiError::required(body.bucket.as_deref(), "bucket")?.to_string();
     files(state, session, body, Scope::Bucket(&bucket)).await
 }
 

@@ -238,26 +238,17 @@ struct StorageRequest {
 
 impl StorageRequest {
     fn bucket(&self) -> Result<&str, ApiError> {
-        self.bucket
-            .as_deref()
-            .filter(|b| !b.is_empty())
-            .ok_or_else(|| ApiError::missing("bucket"))
+        ApiError::required(self.bucket.as_deref(), "bucket")
     }
 
     fn file(&self) -> Result<&str, ApiError> {
-        self.file
-            .as_deref()
-            .filter(|f| !f.is_empty())
-            .ok_or_else(|| ApiError::missing("file"))
+        ApiError::required(self.file.as_deref(), "file")
     }
 }
 
 impl StorageRequest {
     fn new_name(&self) -> Result<String, ApiError> {
-        self.new_name
-            .clone()
-            .filter(|n| !n.is_empty())
-            .ok_or_else(|| ApiError::missing("newName"))
+        ApiError::required(self.new_name.as_deref(), "newName").map(String::from)
     }
 
     fn tags(&self) -> Result<Vec<String>, ApiError> {
@@ -445,11 +436,7 @@ async fn delete_by_url(
     session: SessionHeader,
     ApiJson(body): ApiJson<StorageRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let url = body
-        .file_url
-        .as_deref()
-        .filter(|u| !u.is_empty())
-        .ok_or_else(|| ApiError::missing("fileUrl"))?;
+    let url = ApiError::required(body.file_url.as_deref(), "fileUrl")?;
     let (bucket, file) = parse_public_path(url).ok_or(FileError::FileNotFound)?;
     let caller = writer(&state, &session).await?;
     let file = state.files.find(Some(&caller), &bucket, &file).await?;

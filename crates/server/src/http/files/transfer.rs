@@ -12,10 +12,7 @@ use crate::limits::Limit;
 
 impl StorageRequest {
     fn target_bucket(&self) -> Result<&str, ApiError> {
-        self.bucket_name_or_id
-            .as_deref()
-            .filter(|b| !b.is_empty())
-            .ok_or_else(|| ApiError::missing("bucketNameOrId"))
+        ApiError::required(self.bucket_name_or_id.as_deref(), "bucketNameOrId")
     }
 
     /// `fileNamesOrIds`: a list of strings (one string is taken as a list of one).
