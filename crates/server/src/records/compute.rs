@@ -414,6 +414,7 @@ impl RecordService {
                 format!("count must be between 1 and {MAX_RANDOM}."),
             ));
         }
+        let lookups = self.lookups(spec.lookups.as_deref())?;
         let spec = QuerySpec {
             sort: None,
             page: None,
@@ -425,7 +426,8 @@ impl RecordService {
         };
         query.order = Order::random();
         let (records, _) = self.store.query_objects(query).await?;
-        self.finish(caller, &spec, records).await
+        let objects = records.iter().map(object_json).collect();
+        self.finish(caller, &spec, &lookups, objects).await
     }
 }
 

@@ -9,7 +9,7 @@ use super::lookup::{Lookup, LookupSpec, references};
 use super::{RecordError, RecordService, object_json};
 use crate::config::Access;
 use crate::expr::{Expr, ExprError, evaluate, parse, sort_cmp, truthy};
-use crate::store::{Filter, ObjectQuery, ObjectRecord, Order};
+use crate::store::{Filter, ObjectQuery, Order};
 
 /// Page size when a query names none.
 pub const DEFAULT_LIMIT: u32 = 100;
@@ -186,7 +186,14 @@ impl RecordService {
         query.count = count;
         let page_size = query.limit;
         let (records, total) = self.store.query_objects(query).await?;
-        let objects = self.finish(caller, spec, records).await?;
+        let objects = self
+            .finish(
+                caller,
+                spec,
+                &lookups,
+                records.iter().map(object_json).collect(),
+            )
+            .await?;
         let info = total.map(|count| CountInfo::new(count, page, page_size));
         Ok((objects, info))
     }
@@ -196,11 +203,10 @@ impl RecordService {
         &self,
         caller: Option<&str>,
         spec: &QuerySpec,
-        records: Vec<ObjectRecord>,
+        lookups: &[Lookup],
+        mut objects: Vec<Value>,
     ) -> Result<Vec<Value>, RecordError> {
-        let lookups = self.lookups(spec.lookups.as_deref())?;
-        let mut objects: Vec<Value> = records.iter().map(object_json).collect();
-        self.apply_lookups(caller, &lookups, &mut objects).await?;
+        self.apply_lookups(caller, lookups, &mut objects).await?;
         omit(spec, &mut objects);
         Ok(objects)
     }

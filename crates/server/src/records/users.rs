@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::query::{CountInfo, QuerySpec, empty_info, omit, page_of, parse_filter, sort_keys};
+use super::query::{CountInfo, QuerySpec, empty_info, page_of, parse_filter, sort_keys};
 use super::{RecordError, RecordService};
 use crate::expr::Expr;
 use crate::store::{Filter, Order, UserQuery};
@@ -43,12 +43,11 @@ impl RecordService {
         query.count = count;
         let page_size = query.limit;
         let (users, total) = self.store.query_users(query).await?;
-        let mut objects: Vec<Value> = users
+        let views = users
             .into_iter()
             .map(|user| self.profile.view(caller, user).into_json())
             .collect();
-        self.apply_lookups(caller, &lookups, &mut objects).await?;
-        omit(spec, &mut objects);
+        let objects = self.finish(caller, spec, &lookups, views).await?;
         let info = match total {
             Some(n) => Some(CountInfo::new(n, page, page_size)),
             None if count => Some(empty_info(spec)),

@@ -201,6 +201,15 @@ async fn get_random_returns_distinct_matches_up_to_count() {
             .await;
         assert_eq!(answer.status, 400, "{count}");
     }
+    // A lookup into an unknown model is refused even where the caller sees nothing
+    // (anonymous on an owner-only model).
+    app.post_as(
+        "/db/get-random",
+        json!({ "model": "notes", "count": 1, "query": query(Value::Null, json!({ "lookups": [{ "name": "x", "modelName": "nope", "query": "lookup.a == 1" }] })) }),
+        None,
+    )
+    .await
+    .assert_error(400, "model_not_found");
 }
 
 #[tokio::test]
