@@ -3,18 +3,20 @@
 use std::sync::OnceLock;
 
 use serde_json::{Value, json};
-use uaparser::{Parser, UserAgentParser};
+use ua_parser::{Extractor, Regexes};
 
-/// Compiled on first use (~0.2 s, ~30 MiB): an idle server that nobody signs in to stays small.
-static PARSER: OnceLock<Option<UserAgentParser>> = OnceLock::new();
+/// uap-core's `regexes.yaml`, converted to JSON (see `assets/README.md`).
+const REGEXES: &str = include_str!("../../assets/uap-regexes.json");
 
-fn parser() -> Option<&'static UserAgentParser> {
+/// Compiled on first use (~0.2 s, ~25 MiB): an idle server that nobody signs in to stays small.
+static PARSER: OnceLock<Option<Extractor<'static>>> = OnceLock::new();
+
+fn parser() -> Option<&'static Extractor<'static>> {
     PARSER
         .get_or_init(|| {
-            // Without Unicode classes the compiled regexes take a few MiB instead of ~130.
-            let parsed = UserAgentParser::builder()
-                .with_unicode_support(false)
-                .build_from_bytes(include_bytes!("../../assets/uap-regexes.yaml"));
+            let parsed = serde_json::from_str::<Regexes<'static>>(REGEXES)
+                .map_err(|err| err.to_string())
+                .and_then(|regexes| Extractor::try_from(regexes).map_err(|err| err.to_string()));
             if let Err(err) = &parsed {
                 tracing::error!(error = %err, "user agent regexes failed to load");
             }
@@ -23,6 +25,7 @@ fn parser() -> Option<&'static UserAgentParser> {
         .as_ref()
 }
 
+/// A family or version part as a non-empty string, `missing` otherwise.
 fn part(value: Option<&str>, missing: &str) -> String {
     value
         .filter(|v| !v.is_empty())
@@ -36,26 +39,25 @@ pub fn parse_user_agent(header: Option<&str>) -> Value {
     let Some(parser) = parser() else {
         return unknown();
     };
-    let client = parser.parse(header);
-    let ua = client.user_agent;
-    let os = client.os;
-    let device = client.device;
+    let ua = parser.ua.extract(header);
+    let os = parser.os.extract(header);
+    let device = parser.dev.extract(header);
     json!({
-        "family": part(Some(&ua.family), "Other"),
-        "major": part(ua.major.as_deref(), "0"),
-        "minor": part(ua.minor.as_deref(), "0"),
-        "patch": part(ua.patch.as_deref(), "0"),
+        "family": part(ua.as_ref().map(|ua| &*ua.family), "Other"),
+        "major": part(ua.as_ref().and_then(|ua| ua.major), "0"),
+        "minor": part(ua.as_ref().and_then(|ua| ua.minor), "0"),
+        "patch": part(ua.as_ref().and_then(|ua| ua.patch), "0"),
         "device": {
-            "family": part(Some(&device.family), "Other"),
+            "family": part(device.as_ref().map(|d| &*d.device), "Other"),
             "major": "0",
             "minor": "0",
             "patch": "0",
         },
         "os": {
-            "family": part(Some(&os.family), "Other"),
-            "major": part(os.major.as_deref(), "0"),
-            "minor": part(os.minor.as_deref(), "0"),
-            "patch": part(os.patch.as_deref(), "0"),
+            "family": part(os.as_ref().map(|os| &*os.os), "Other"),
+            "major": part(os.as_ref().and_then(|os| os.major.as_deref()), "0"),
+            "minor": part(os.as_ref().and_then(|os| os.minor.as_deref()), "0"),
+            "patch": part(os.as_ref().and_then(|os| os.patch.as_deref()), "0"),
         },
     })
 }
@@ -88,6 +90,28 @@ mod tests {
         let parsed = parse_user_agent(Some(ua));
         assert_eq!(parsed["device"]["family"], "iPhone");
         assert_eq!(parsed["os"]["family"], "iOS");
+        assert_eq!(parsed["os"]["major"], "17");
+        assert_eq!(parsed["os"]["minor"], "3");
+    }
+
+    #[test]
+    fn an_android_phone_is_named_by_brand_and_model() {
+        let ua = "Mozilla/5.0 (Linux; Android 13; SM-S911B) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/112.0.0.0 Mobile Safari/537.36";
+        let parsed = parse_user_agent(Some(ua));
+        assert_eq!(parsed["family"], "Chrome Mobile");
+        assert_eq!(parsed["major"], "112");
+        assert_eq!(parsed["device"]["family"], "Samsung SM-S911B");
+        assert_eq!(parsed["os"]["family"], "Android");
+    }
+
+    #[test]
+    fn a_desktop_browser_on_linux_has_no_device() {
+        let ua = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
+        let parsed = parse_user_agent(Some(ua));
+        assert_eq!(parsed["family"], "Firefox");
+        assert_eq!(parsed["major"], "121");
+        assert_eq!(parsed["device"]["family"], "Other");
+        assert_eq!(parsed["os"]["family"], "Linux");
     }
 
     #[test]
