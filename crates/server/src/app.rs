@@ -27,7 +27,7 @@ use crate::mail::{DevOutbox, MailQueue, SmtpTransport, Transport, run_sender};
 use crate::profile::ProfileService;
 use crate::records::RecordService;
 use crate::state::{AppState, HttpSettings, Shared};
-use crate::store::{PostgresStore, SqliteStore, Store};
+use crate::store::{ObjectIndex, PostgresStore, SqliteStore, Store};
 
 /// Largest request head.
 const MAX_HEADER_BYTES: usize = 16 * 1024;
@@ -156,7 +156,16 @@ impl App {
                     .database
                     .models
                     .iter()
-                    .flat_map(|m| m.indexes.iter().map(|path| (m.name.clone(), path.clone())))
+                    .flat_map(|m| {
+                        m.indexes.iter().map(|index| {
+                            let (fields, sort) = index.parts();
+                            ObjectIndex {
+                                model: m.name.clone(),
+                                fields,
+                                sort,
+                            }
+                        })
+                    })
                     .collect(),
             )
             .await?;

@@ -113,10 +113,43 @@ pub struct ModelConfig {
     /// Declared fields; others are stored as they come.
     #[serde(default)]
     pub fields: std::collections::BTreeMap<String, FieldConfig>,
-    /// Field paths (`status`, `address.city`) to index: filters comparing them with a
-    /// value (`status == 'open'`, `price < 10`) then read the index instead of every object.
+    /// Indexes: field paths (`status`, `address.city`) that filters compare with a value
+    /// (`status == 'open'`, `price < 10`), or `{ fields, sort }` tables for pages that filter
+    /// on `fields` and sort by `sort`.
     #[serde(default)]
-    pub indexes: Vec<String>,
+    pub indexes: Vec<IndexConfig>,
+}
+
+/// A declared index of a model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum IndexConfig {
+    /// `"status"`: filters comparing the field with a value read the index.
+    Field(String),
+    /// `{ fields = ["category"], sort = ["rank"] }`: a page filtered by equality on every
+    /// field and sorted by the keys (either direction) is read in order from the index.
+    Sorted(SortedIndex),
+}
+
+/// Fields compared by equality, then the sort keys of the page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SortedIndex {
+    /// Field paths in the objects, compared by equality (the last one may be a range).
+    #[serde(default)]
+    pub fields: Vec<String>,
+    /// Sort keys: field paths, or `createdAt`, `updatedAt`, `_id`.
+    pub sort: Vec<String>,
+}
+
+impl IndexConfig {
+    /// The fields and sort keys of the index.
+    pub fn parts(&self) -> (Vec<String>, Vec<String>) {
+        match self {
+            Self::Field(path) => (vec![path.clone()], Vec::new()),
+            Self::Sorted(index) => (index.fields.clone(), index.sort.clone()),
+        }
+    }
 }
 
 /// Access rule of a model.
@@ -626,20 +659,8 @@ impl Config {
                     model.name
                 )));
             }
-            for path in &model.indexes {
-                let valid = !path.is_empty()
-                    && path.split('.').all(|segment| {
-                        !segment.is_empty()
-                            && segment
-                                .chars()
-                                .all(|c| c.is_ascii_alphanumeric() || c == '_')
-                    });
-                if !valid || path.len() > 200 {
-                    return Err(ConfigError(format!(
-                        "database.models.{}.indexes: {path:?} must be a field path of letters, digits and _ joined by '.'",
-                        model.name
-                    )));
-                }
+            for index in &model.indexes {
+                check_index(&model.name, index)?;
             }
             for (field, declared) in &model.fields {
                 if field.starts_with('_') || field == "createdAt" || field == "updatedAt" {
@@ -759,6 +780,38 @@ fn comma_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> 
     })
 }
 
+/// A declared index names fields of the objects (letters, digits and `_` joined by `.`),
+/// and sort keys that are such fields or `createdAt`, `updatedAt`, `_id`.
+fn check_index(model: &str, index: &IndexConfig) -> Result<(), ConfigError> {
+    let is_path = |path: &str| {
+        path.len() <= 200
+            && path.split('.').all(|segment| {
+                !segment.is_empty()
+                    && segment
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            })
+    };
+    let is_system = |path: &str| matches!(path, "_id" | "createdAt" | "updatedAt");
+    let (fields, sort) = index.parts();
+    if let Some(bad) = fields.iter().find(|p| !is_path(p) || is_system(p)) {
+        return Err(ConfigError(format!(
+            "database.models.{model}.indexes: {bad:?} must be a field path of letters, digits and _ joined by '.' (not _id, createdAt or updatedAt)"
+        )));
+    }
+    if let Some(bad) = sort.iter().find(|p| !is_path(p)) {
+        return Err(ConfigError(format!(
+            "database.models.{model}.indexes: sort key {bad:?} must be a field path of letters, digits and _ joined by '.'"
+        )));
+    }
+    if fields.is_empty() && sort.is_empty() {
+        return Err(ConfigError(format!(
+            "database.models.{model}.indexes: an index needs fields or sort keys"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -791,6 +844,56 @@ mod tests {
         assert!(err.contains("no index.html"), "{err}");
         std::fs::write(dir.path().join("index.html"), "<!doctype html>").unwrap();
         config.validate().unwrap();
+    }
+
+    #[test]
+    fn indexes_are_fields_or_fields_with_a_sort() {
+        let models: DatabaseConfig = toml::from_str(
+            r#"
+            [[models]]
+            name = "items"
+            indexes = ["category", { fields = ["category"], sort = ["rank"] }, { sort = ["createdAt"] }]
+            "#,
+        )
+        .unwrap();
+        let indexes: Vec<_> = models.models[0]
+            .indexes
+            .iter()
+            .map(IndexConfig::parts)
+            .collect();
+        assert_eq!(
+            indexes,
+            vec![
+                (vec!["category".to_string()], vec![]),
+                (vec!["category".to_string()], vec!["rank".to_string()]),
+                (vec![], vec!["createdAt".to_string()]),
+            ]
+        );
+        let config = Config {
+            database: models,
+            ..Config::default()
+        };
+        config.validate().unwrap();
+        for (bad, says) in [
+            (r#"["a b"]"#, "must be a field path"),
+            (r#"["createdAt"]"#, "not _id, createdAt or updatedAt"),
+            (r#"[{ fields = ["a"], sort = ["b-c"] }]"#, "sort key"),
+            (r#"[{ sort = [] }]"#, "needs fields or sort keys"),
+        ] {
+            let config = Config {
+                database: toml::from_str(&format!(
+                    "[[models]]\nname = \"items\"\nindexes = {bad}\n"
+                ))
+                .unwrap(),
+                ..Config::default()
+            };
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+        let unknown = toml::from_str::<DatabaseConfig>(
+            "[[models]]\nname = \"items\"\nindexes = [{ sort = [\"a\"], order = \"desc\" }]\n",
+        );
+        assert!(unknown.is_err());
     }
 
     #[test]

@@ -389,6 +389,55 @@ impl Order {
     }
 }
 
+/// A declared index on a model's objects (docs/DECISIONS.md "Declared indexes"): filters
+/// comparing `fields` with values read it, and when `sort` is given, a page sorted by those
+/// keys (either direction) after equality on every field is read in order, not sorted whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectIndex {
+    /// Model name.
+    pub model: String,
+    /// Field paths in `data`, compared with a value by filters.
+    pub fields: Vec<String>,
+    /// Sort keys (field paths, `createdAt`, `updatedAt` or `_id`) after the fields.
+    pub sort: Vec<String>,
+}
+
+impl ObjectIndex {
+    /// An index on one field.
+    pub fn field(model: &str, path: &str) -> Self {
+        Self {
+            model: model.into(),
+            fields: vec![path.into()],
+            sort: Vec::new(),
+        }
+    }
+
+    /// A stable name that tells what the index covers: `objects_by:{model}:{fields}` and
+    /// `:sort:{keys}` when sorted.
+    pub fn name(&self) -> String {
+        let mut name = format!("objects_by:{}:{}", self.model, self.fields.join(","));
+        if !self.sort.is_empty() {
+            name.push_str(":sort:");
+            name.push_str(&self.sort.join(","));
+        }
+        name
+    }
+
+    /// Whether every name and path is letters, digits, `_` and `.` only, so it may be written
+    /// into SQL text (the configuration checks this too).
+    pub fn is_safe(&self) -> bool {
+        let safe = |s: &String| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        };
+        safe(&self.model)
+            && (!self.fields.is_empty() || !self.sort.is_empty())
+            && self.fields.iter().all(safe)
+            && self.sort.iter().all(safe)
+    }
+}
+
 /// A query over the objects of a model.
 #[derive(Debug, Clone)]
 pub struct ObjectQuery {
@@ -713,9 +762,9 @@ pub trait Store: Send + Sync + 'static {
     /// The objects with these ids, of any model, in no particular order.
     async fn objects_by_ids(&self, ids: Vec<String>) -> StoreResult<Vec<ObjectRecord>>;
 
-    /// Keep exactly these `(model, field path)` expression indexes on objects: create the
-    /// missing ones, drop those no longer declared.
-    async fn ensure_indexes(&self, indexes: Vec<(String, String)>) -> StoreResult<()>;
+    /// Keep exactly these declared indexes on objects: create the missing ones, drop those no
+    /// longer declared. An index that is not [`ObjectIndex::is_safe`] is refused.
+    async fn ensure_indexes(&self, indexes: Vec<ObjectIndex>) -> StoreResult<()>;
 
     /// A page of the users matching a [`UserQuery`] and, when asked, how many match.
     async fn query_users(&self, query: UserQuery) -> StoreResult<(Vec<UserRecord>, Option<u64>)>;

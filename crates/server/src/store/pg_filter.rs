@@ -63,41 +63,67 @@ pub fn order_by(sort: &[(String, bool)]) -> Result<String, NotYet> {
     let mut terms = Vec::new();
     for (path, desc) in sort {
         let direction = if *desc { "DESC" } else { "ASC" };
-        let segments: Vec<String> = path.split('.').map(String::from).collect();
-        let segments = match segments.split_first() {
-            Some((first, rest)) if first == "this" && !rest.is_empty() => rest.to_vec(),
-            _ => segments,
-        };
-        check_path(&segments)?;
-        match column(&segments) {
-            Some(Column::Id) => terms.push(format!("id {direction}")),
-            Some(Column::CreatedAt) => terms.push(format!("created_at {direction}")),
-            Some(Column::UpdatedAt) => terms.push(format!("updated_at {direction}")),
-            Some(Column::Missing) => {}
-            None => {
-                let v = json_path(&segments);
-                terms.push(format!(
-                    "(CASE jsonb_typeof({v}) WHEN 'boolean' THEN 1 WHEN 'number' THEN 2 \
-                     WHEN 'string' THEN 3 WHEN 'array' THEN 4 WHEN 'object' THEN 5 ELSE 0 END) \
-                     {direction}"
-                ));
-                terms.push(format!(
-                    "(CASE WHEN jsonb_typeof({v}) = 'boolean' THEN ({v})::boolean END) {direction}"
-                ));
-                terms.push(format!(
-                    "(CASE WHEN jsonb_typeof({v}) = 'number' THEN ({v})::numeric END) {direction}"
-                ));
-                terms.push(format!(
-                    "(CASE WHEN jsonb_typeof({v}) = 'string' THEN ({v} #>> '{{}}') END) \
-                     COLLATE \"C\" {direction}"
-                ));
-            }
+        for expr in sort_exprs(path)? {
+            terms.push(format!("{expr} {direction}"));
         }
     }
     if !terms.iter().any(|t| t.starts_with("id ")) {
         terms.push("id ASC".into());
     }
     Ok(format!("ORDER BY {}", terms.join(", ")))
+}
+
+/// The elements of a declared index (after `model`): each field's value as `data #> path`,
+/// then the `ORDER BY` expressions of each sort key and `id`, as [`order_by`] writes them.
+pub fn index_columns(fields: &[String], sort: &[String]) -> Result<Vec<String>, NotYet> {
+    let mut columns = Vec::new();
+    for path in fields {
+        let segments: Vec<String> = path.split('.').map(String::from).collect();
+        check_path(&segments)?;
+        if column(&segments).is_some() {
+            return Err(NotYet("an index field is a path in data, not a column"));
+        }
+        columns.push(format!("({})", json_path(&segments)));
+    }
+    for path in sort {
+        columns.extend(sort_exprs(path)?);
+    }
+    if !sort.is_empty() && !columns.iter().any(|c| c == "id") {
+        columns.push("id".into());
+    }
+    Ok(columns)
+}
+
+/// The expressions one sort key orders by: its kind, then its value by kind (the column
+/// itself for `_id`, `createdAt` and `updatedAt`; nothing below them, always missing).
+fn sort_exprs(path: &str) -> Result<Vec<String>, NotYet> {
+    let segments: Vec<String> = path.split('.').map(String::from).collect();
+    let segments = match segments.split_first() {
+        Some((first, rest)) if first == "this" && !rest.is_empty() => rest.to_vec(),
+        _ => segments,
+    };
+    check_path(&segments)?;
+    Ok(match column(&segments) {
+        Some(Column::Id) => vec!["id".into()],
+        Some(Column::CreatedAt) => vec!["created_at".into()],
+        Some(Column::UpdatedAt) => vec!["updated_at".into()],
+        Some(Column::Missing) => Vec::new(),
+        None => {
+            let v = json_path(&segments);
+            vec![
+                format!(
+                    "(CASE jsonb_typeof({v}) WHEN 'boolean' THEN 1 WHEN 'number' THEN 2 \
+                     WHEN 'string' THEN 3 WHEN 'array' THEN 4 WHEN 'object' THEN 5 ELSE 0 END)"
+                ),
+                format!("(CASE WHEN jsonb_typeof({v}) = 'boolean' THEN ({v})::boolean END)"),
+                format!("(CASE WHEN jsonb_typeof({v}) = 'number' THEN ({v})::numeric END)"),
+                format!(
+                    "(CASE WHEN jsonb_typeof({v}) = 'string' THEN ({v} #>> '{{}}') END) \
+                     COLLATE \"C\""
+                ),
+            ]
+        }
+    })
 }
 
 enum Column {

@@ -42,49 +42,84 @@ pub fn order_by(sort: &[(String, bool)]) -> Result<String, ExprError> {
     let mut terms = Vec::new();
     for (path, desc) in sort {
         let direction = if *desc { "DESC" } else { "ASC" };
-        let segments: Vec<String> = path.split('.').map(String::from).collect();
-        let segments = match segments.split_first() {
-            Some((first, rest)) if first == "this" && !rest.is_empty() => rest.to_vec(),
-            _ => segments,
-        };
-        let mut offset = 0;
-        for segment in &segments {
-            if let Some(bad) = segment.chars().position(|c| !is_key_char(c)) {
-                return Err(bad_path(offset + bad));
-            }
-            if segment.is_empty() {
-                return Err(bad_path(offset));
-            }
-            offset += segment.chars().count() + 1;
-        }
-        match field(&segments) {
-            Target::Column(_) => {
-                let column = match segments[0].as_str() {
-                    "createdAt" => "created_at",
-                    "updatedAt" => "updated_at",
-                    _ => "id",
-                };
-                terms.push(format!("{column} {direction}"));
-            }
-            Target::Missing => {}
-            // The path holds only checked characters, so it may sit in a string literal.
-            Target::Json(json_path) => {
-                terms.push(format!(
-                    "CASE json_type(data, '{json_path}') WHEN 'true' THEN 1 WHEN 'false' THEN 1 \
-                     WHEN 'integer' THEN 2 WHEN 'real' THEN 2 WHEN 'text' THEN 3 \
-                     WHEN 'array' THEN 4 WHEN 'object' THEN 5 ELSE 0 END {direction}"
-                ));
-                terms.push(format!(
-                    "CASE WHEN json_type(data, '{json_path}') IN ('array', 'object') THEN NULL \
-                     ELSE json_extract(data, '{json_path}') END {direction}"
-                ));
-            }
+        for expr in sort_exprs(path)? {
+            terms.push(format!("{expr} {direction}"));
         }
     }
     if !terms.iter().any(|t| t.starts_with("id ")) {
         terms.push("id ASC".into());
     }
     Ok(format!("ORDER BY {}", terms.join(", ")))
+}
+
+/// The columns of a declared index (after `model`): the value of each field as comparisons
+/// read it, then the `ORDER BY` expressions of each sort key and `id`, written exactly as
+/// [`compile`] and [`order_by`] write them so that SQLite matches them.
+pub fn index_columns(fields: &[String], sort: &[String]) -> Result<Vec<String>, ExprError> {
+    let mut columns = Vec::new();
+    for path in fields {
+        let segments = checked_segments(path)?;
+        match field(&segments) {
+            Target::Json(json_path) => columns.push(format!("json_extract(data, '{json_path}')")),
+            Target::Column(_) | Target::Missing => return Err(bad_path(0)),
+        }
+    }
+    for path in sort {
+        columns.extend(sort_exprs(path)?);
+    }
+    if !sort.is_empty() && !columns.iter().any(|c| c == "id") {
+        columns.push("id".into());
+    }
+    Ok(columns)
+}
+
+/// A sort key's path as segments, `this.` dropped, every character checked.
+fn checked_segments(path: &str) -> Result<Vec<String>, ExprError> {
+    let segments: Vec<String> = path.split('.').map(String::from).collect();
+    let segments = match segments.split_first() {
+        Some((first, rest)) if first == "this" && !rest.is_empty() => rest.to_vec(),
+        _ => segments,
+    };
+    let mut offset = 0;
+    for segment in &segments {
+        if let Some(bad) = segment.chars().position(|c| !is_key_char(c)) {
+            return Err(bad_path(offset + bad));
+        }
+        if segment.is_empty() {
+            return Err(bad_path(offset));
+        }
+        offset += segment.chars().count() + 1;
+    }
+    Ok(segments)
+}
+
+/// The expressions one sort key orders by: its kind, then its value (the column itself for
+/// `_id`, `createdAt` and `updatedAt`; nothing for paths below them, always missing).
+fn sort_exprs(path: &str) -> Result<Vec<String>, ExprError> {
+    let segments = checked_segments(path)?;
+    Ok(match field(&segments) {
+        Target::Column(_) => {
+            let column = match segments[0].as_str() {
+                "createdAt" => "created_at",
+                "updatedAt" => "updated_at",
+                _ => "id",
+            };
+            vec![column.to_string()]
+        }
+        Target::Missing => Vec::new(),
+        // The path holds only checked characters, so it may sit in a string literal.
+        Target::Json(json_path) => vec![
+            format!(
+                "CASE json_type(data, '{json_path}') WHEN 'true' THEN 1 WHEN 'false' THEN 1 \
+                 WHEN 'integer' THEN 2 WHEN 'real' THEN 2 WHEN 'text' THEN 3 \
+                 WHEN 'array' THEN 4 WHEN 'object' THEN 5 ELSE 0 END"
+            ),
+            format!(
+                "CASE WHEN json_type(data, '{json_path}') IN ('array', 'object') THEN NULL \
+                 ELSE json_extract(data, '{json_path}') END"
+            ),
+        ],
+    })
 }
 
 fn bad_path(position: usize) -> ExprError {
@@ -1030,6 +1065,84 @@ mod tests {
                 "{src}: {plan:?}"
             );
         }
+    }
+
+    /// The plan of a page of `things` with this filter and sort, given these indexes.
+    fn plan(conn: &Connection, src: &str, sort: &[(String, bool)]) -> Vec<String> {
+        let compiled = filter(src);
+        let sql = format!(
+            "EXPLAIN QUERY PLAN SELECT * FROM objects WHERE model = ? AND ({}) {} LIMIT 20",
+            compiled.sql,
+            order_by(sort).unwrap()
+        );
+        let mut params = vec![SqlValue::Text("things".into())];
+        params.extend(compiled.params);
+        conn.prepare(&sql)
+            .unwrap()
+            .query_map(rusqlite::params_from_iter(params.iter()), |row| row.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_sorted_index_serves_a_filtered_page_in_order() {
+        let conn = database(&samples());
+        let columns = index_columns(&["status".into()], &["price".into()]).unwrap();
+        conn.execute_batch(&format!(
+            "CREATE INDEX \"objects_by:things:status:sort:price\" ON objects (model, {})",
+            columns.join(", ")
+        ))
+        .unwrap();
+        for desc in [false, true] {
+            let steps = plan(&conn, "status == 'open'", &[("price".into(), desc)]);
+            assert!(
+                steps
+                    .iter()
+                    .any(|s| s.contains("objects_by:things:status:sort:price")),
+                "{steps:?}"
+            );
+            // Rows come in index order; at most ties on the sort key are sorted (by id).
+            assert!(
+                !steps.iter().any(|s| s == "USE TEMP B-TREE FOR ORDER BY"),
+                "{steps:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_sort_only_index_serves_an_unfiltered_page_in_order() {
+        let conn = database(&samples());
+        let columns = index_columns(&[], &["title".into(), "createdAt".into()]).unwrap();
+        assert_eq!(columns.last().map(String::as_str), Some("id"));
+        conn.execute_batch(&format!(
+            "CREATE INDEX \"objects_by:things::sort:title,createdAt\" ON objects (model, {})",
+            columns.join(", ")
+        ))
+        .unwrap();
+        let steps = plan(
+            &conn,
+            "true",
+            &[("title".into(), false), ("createdAt".into(), false)],
+        );
+        assert!(
+            steps.iter().any(|s| s.contains("objects_by:things::sort")),
+            "{steps:?}"
+        );
+        assert!(
+            !steps.iter().any(|s| s.contains("TEMP B-TREE")),
+            "{steps:?}"
+        );
+    }
+
+    #[test]
+    fn index_columns_refuse_system_fields_as_filter_fields() {
+        assert!(index_columns(&["createdAt".into()], &[]).is_err());
+        assert!(index_columns(&["a-b".into()], &[]).is_err());
+        assert_eq!(
+            index_columns(&["address.city".into()], &[]).unwrap(),
+            vec!["json_extract(data, '$.address.city')".to_string()]
+        );
     }
 
     #[test]

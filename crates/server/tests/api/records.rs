@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use basalt::config::{Access, FieldConfig, FieldType, ModelConfig};
+use basalt::config::{Access, FieldConfig, FieldType, IndexConfig, ModelConfig, SortedIndex};
 use serde_json::{Value, json};
 
 use crate::support::{PASSWORD, TestApp, email};
@@ -43,8 +43,14 @@ fn model(name: &str, access: Access) -> ModelConfig {
         name: name.into(),
         access,
         fields,
-        // Filters over indexed fields answer as over any other.
-        indexes: vec!["title".into(), "meta.kind".into()],
+        // Filters and sorts over indexed fields answer as over any other.
+        indexes: vec![
+            IndexConfig::Field("title".into()),
+            IndexConfig::Sorted(SortedIndex {
+                fields: vec!["meta.kind".into()],
+                sort: vec!["count".into(), "createdAt".into()],
+            }),
+        ],
     }
 }
 

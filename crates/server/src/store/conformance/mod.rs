@@ -628,23 +628,65 @@ async fn pages_without_filters_sort_by_columns(store: &dyn Store) {
 }
 
 async fn declared_indexes_are_created_and_dropped(store: &dyn Store) {
+    use crate::store::{Filter, ObjectIndex, ObjectQuery, Order};
+    let sorted = ObjectIndex {
+        model: "todos".into(),
+        fields: vec!["status".into()],
+        sort: vec!["rank".into(), "createdAt".into()],
+    };
     let wanted = vec![
-        ("todos".to_string(), "status".to_string()),
-        ("todos".to_string(), "address.city".to_string()),
+        ObjectIndex::field("todos", "status"),
+        ObjectIndex::field("todos", "address.city"),
+        sorted.clone(),
     ];
     store.ensure_indexes(wanted.clone()).await.unwrap();
     store.ensure_indexes(wanted).await.unwrap();
+    // A page read through the sorted index, both ways, is in the sort's order.
+    let objects: Vec<ObjectWrite> = [("o1", 2, "open"), ("o2", 1, "open"), ("o3", 3, "shut")]
+        .into_iter()
+        .map(|(id, rank, status)| {
+            let mut o = object(id, id, 1);
+            o.record.data.insert("rank".into(), json!(rank));
+            o.record.data.insert("status".into(), json!(status));
+            o
+        })
+        .collect();
+    store.insert_objects(objects).await.unwrap();
+    for (desc, expected) in [(false, ["o2", "o1"]), (true, ["o1", "o2"])] {
+        let page = ObjectQuery {
+            model: "todos".into(),
+            owner: None,
+            filter: Some(
+                Filter::compile(&crate::expr::parse("status == 'open'").unwrap()).unwrap(),
+            ),
+            order: Order::by(&[("rank".into(), desc), ("createdAt".into(), desc)]).unwrap(),
+            limit: 10,
+            offset: 0,
+            count: false,
+        };
+        let (found, _) = store.query_objects(page).await.unwrap();
+        let ids: Vec<&str> = found.iter().map(|o| o.id.as_str()).collect();
+        assert_eq!(ids, expected);
+    }
     store
-        .ensure_indexes(vec![("todos".into(), "status".into())])
+        .ensure_indexes(vec![ObjectIndex::field("todos", "status")])
         .await
         .unwrap();
     store.ensure_indexes(Vec::new()).await.unwrap();
-    let bad = store
-        .ensure_indexes(vec![("todos".into(), "x'); DROP TABLE objects; --".into())])
-        .await;
-    assert!(matches!(bad, Err(StoreError::Backend(_))));
+    for bad in [
+        ObjectIndex::field("todos", "x'); DROP TABLE objects; --"),
+        ObjectIndex::field("todos", "createdAt"),
+        ObjectIndex {
+            model: "todos".into(),
+            fields: Vec::new(),
+            sort: Vec::new(),
+        },
+    ] {
+        let refused = store.ensure_indexes(vec![bad]).await;
+        assert!(matches!(refused, Err(StoreError::Backend(_))));
+    }
     store
-        .insert_objects(vec![object("o1", "a", 1)])
+        .insert_objects(vec![object("o4", "a", 1)])
         .await
         .unwrap();
 }

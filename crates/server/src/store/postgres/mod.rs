@@ -28,9 +28,9 @@ use self::sql::{Bind, Sql, count, order_by, push_page};
 
 use super::{
     BucketRecord, ClientKeyRecord, FileRecord, MailRecord, Millis, NewMail, NewSession, NewToken,
-    NewUser, ObjectQuery, ObjectRecord, ObjectVisitor, ObjectWrite, RedeemGrant, ResetPassword,
-    SessionRecord, SessionRef, StorageQuery, StorageStats, Store, StoreError, StoreResult,
-    TokenRecord, UserQuery, UserRecord,
+    NewUser, ObjectIndex, ObjectQuery, ObjectRecord, ObjectVisitor, ObjectWrite, RedeemGrant,
+    ResetPassword, SessionRecord, SessionRef, StorageQuery, StorageStats, Store, StoreError,
+    StoreResult, TokenRecord, UserQuery, UserRecord,
 };
 
 /// Migrations, applied in order: `(version, name, SQL)`, the same numbering as SQLite's.
@@ -735,7 +735,7 @@ impl Store for PostgresStore {
         objects::objects_by_ids(&self.pool, ids).await
     }
 
-    async fn ensure_indexes(&self, indexes: Vec<(String, String)>) -> StoreResult<()> {
+    async fn ensure_indexes(&self, indexes: Vec<ObjectIndex>) -> StoreResult<()> {
         objects::ensure_indexes(&self.pool, indexes).await
     }
 

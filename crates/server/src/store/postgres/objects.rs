@@ -17,8 +17,8 @@ use super::{
 };
 use crate::store::pg_filter;
 use crate::store::{
-    ObjectQuery, ObjectRecord, ObjectVisitor, ObjectWrite, StoreError, StoreResult, UserQuery,
-    UserRecord,
+    ObjectIndex, ObjectQuery, ObjectRecord, ObjectVisitor, ObjectWrite, StoreError, StoreResult,
+    UserQuery, UserRecord,
 };
 
 /// PostgreSQL truncates identifiers to 63 bytes.
@@ -200,10 +200,10 @@ pub(super) async fn objects_by_ids(
     rows(&found, object_from_row)
 }
 
-/// The index name of a `(model, path)`: `objects_by:<model>:<path>`, or a digest of it when
-/// that is longer than PostgreSQL keeps.
-fn index_name(model: &str, path: &str) -> String {
-    let name = format!("objects_by:{model}:{path}");
+/// The name of a declared index ([`ObjectIndex::name`]), or a digest of it when that is
+/// longer than PostgreSQL keeps.
+fn index_name(index: &ObjectIndex) -> String {
+    let name = index.name();
     if name.len() <= MAX_IDENTIFIER {
         return name;
     }
@@ -211,20 +211,16 @@ fn index_name(model: &str, path: &str) -> String {
     format!("objects_by:{}", &digest[..40])
 }
 
-pub(super) async fn ensure_indexes(
-    pool: &PgPool,
-    indexes: Vec<(String, String)>,
-) -> StoreResult<()> {
-    // Names and paths are checked by the configuration: letters, digits, '_' and '.'.
-    let safe = |s: &str| {
-        !s.is_empty()
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
-    };
-    if let Some((model, path)) = indexes.iter().find(|(m, f)| !safe(m) || !safe(f)) {
-        return Err(backend(BadIndex(format!("{model}:{path}"))));
+pub(super) async fn ensure_indexes(pool: &PgPool, indexes: Vec<ObjectIndex>) -> StoreResult<()> {
+    let mut wanted = Vec::new();
+    for index in &indexes {
+        let columns = index
+            .is_safe()
+            .then(|| pg_filter::index_columns(&index.fields, &index.sort).ok())
+            .flatten()
+            .ok_or_else(|| backend(BadIndex(index.name())))?;
+        wanted.push((index_name(index), columns.join(", ")));
     }
-    let wanted: Vec<String> = indexes.iter().map(|(m, p)| index_name(m, p)).collect();
     let mut tx = pool.begin().await.map_err(db_error)?;
     // Nodes starting at once take turns.
     query("SELECT pg_advisory_xact_lock($1)")
@@ -245,17 +241,16 @@ pub(super) async fn ensure_indexes(
     .collect::<StoreResult<_>>()?;
     let mut statements: Vec<String> = existing
         .iter()
-        .filter(|name| !wanted.contains(name))
+        .filter(|name| !wanted.iter().any(|(w, _)| w == *name))
         .map(|name| format!("DROP INDEX \"{name}\""))
         .collect();
-    for ((_, path), name) in indexes.iter().zip(&wanted) {
+    for (name, columns) in &wanted {
         if existing.contains(name) {
             continue;
         }
-        // The path holds only checked characters, so it may sit in the SQL text.
-        let segments = path.split('.').collect::<Vec<_>>().join(",");
+        // Names and paths are checked (`ObjectIndex::is_safe`), so they may sit in the SQL.
         statements.push(format!(
-            "CREATE INDEX IF NOT EXISTS \"{name}\" ON objects (model, (data #> '{{{segments}}}'))"
+            "CREATE INDEX IF NOT EXISTS \"{name}\" ON objects (model, {columns})"
         ));
     }
     for statement in statements {

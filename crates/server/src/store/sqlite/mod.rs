@@ -19,9 +19,9 @@ use tokio::sync::{Semaphore, oneshot};
 
 use super::{
     BucketRecord, ClientKeyRecord, FileRecord, MailRecord, Millis, NewMail, NewSession, NewToken,
-    NewUser, ObjectQuery, ObjectRecord, ObjectVisitor, ObjectWrite, RedeemGrant, ResetPassword,
-    SessionRecord, SessionRef, StorageQuery, StorageStats, Store, StoreError, StoreResult,
-    TokenKind, TokenRecord, UserQuery, UserRecord, numbered_name,
+    NewUser, ObjectIndex, ObjectQuery, ObjectRecord, ObjectVisitor, ObjectWrite, RedeemGrant,
+    ResetPassword, SessionRecord, SessionRef, StorageQuery, StorageStats, Store, StoreError,
+    StoreResult, TokenKind, TokenRecord, UserQuery, UserRecord, numbered_name, sql_filter,
 };
 
 /// Migrations, applied in order; `PRAGMA user_version` counts those applied.
@@ -1250,20 +1250,17 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn ensure_indexes(&self, indexes: Vec<(String, String)>) -> StoreResult<()> {
-        // Names and paths are checked by the configuration: letters, digits, '_' and '.'.
-        let safe = |s: &str| {
-            s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
-        };
-        if let Some((model, path)) = indexes.iter().find(|(m, f)| !safe(m) || !safe(f)) {
-            return Err(backend(BadIndex(format!("{model}:{path}"))));
+    async fn ensure_indexes(&self, indexes: Vec<ObjectIndex>) -> StoreResult<()> {
+        let mut wanted = Vec::new();
+        for index in &indexes {
+            let columns = index
+                .is_safe()
+                .then(|| sql_filter::index_columns(&index.fields, &index.sort).ok())
+                .flatten()
+                .ok_or_else(|| backend(BadIndex(index.name())))?;
+            wanted.push((index.name(), columns.join(", ")));
         }
         self.write(move |conn| {
-            let wanted: Vec<String> = indexes
-                .iter()
-                .map(|(model, path)| format!("objects_by:{model}:{path}"))
-                .collect();
             let existing = conn
                 .prepare_cached(
                     "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'objects_by:%'",
@@ -1273,13 +1270,16 @@ impl Store for SqliteStore {
                         .collect::<rusqlite::Result<Vec<_>>>()
                 })
                 .map_err(db_error)?;
-            for name in existing.iter().filter(|n| !wanted.contains(n)) {
+            for name in existing
+                .iter()
+                .filter(|n| !wanted.iter().any(|(w, _)| w == *n))
+            {
                 conn.execute_batch(&format!("DROP INDEX \"{name}\""))
                     .map_err(db_error)?;
             }
-            for ((_, path), name) in indexes.iter().zip(&wanted) {
+            for (name, columns) in &wanted {
                 conn.execute_batch(&format!(
-                    "CREATE INDEX IF NOT EXISTS \"{name}\" ON objects (model, json_extract(data, '$.{path}'))"
+                    "CREATE INDEX IF NOT EXISTS \"{name}\" ON objects (model, {columns})"
                 ))
                 .map_err(db_error)?;
             }
