@@ -125,7 +125,8 @@ pub struct CopyReport {
     pub tables: Vec<(String, u64)>,
 }
 
-/// Why a copy did not happen; in every case nothing was committed to the target.
+/// Why a copy did not happen; in every case no row was committed (the target may have been
+/// migrated).
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
     /// The source is missing or not a Basalt SQLite database.
@@ -140,13 +141,13 @@ pub enum CopyError {
     /// The target already holds data: the tables that do, with their rows.
     #[error(
         "the PostgreSQL database is not empty ({}); migrate --from/--to copies only into an \
-         empty database, and nothing was written",
+         empty database, and no row was copied",
         list_rows(.0)
     )]
     NotEmpty(Vec<(String, u64)>),
     /// A source value PostgreSQL cannot hold.
     #[error(
-        "cannot copy {table}.{column} of the row with rowid {rowid}: {reason} (nothing was written)"
+        "cannot copy {table}.{column} of the row with rowid {rowid}: {reason} (no row was copied)"
     )]
     Value {
         /// Table.
