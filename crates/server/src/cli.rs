@@ -40,8 +40,9 @@ enum LogFormat {
 enum Command {
     /// Run the server (defaults: ./basalt-data, 127.0.0.1:8090, mail to the dev outbox).
     Serve(ServeArgs),
-    /// Create or upgrade the database, then exit.
-    Migrate,
+    /// Create or upgrade the database, then exit. With --from and --to: copy a SQLite
+    /// installation into an empty PostgreSQL database instead.
+    Migrate(MigrateArgs),
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -71,6 +72,18 @@ struct ServeArgs {
     /// Serve this folder's built single-page app at `/` (sets `app.static_dir`).
     #[arg(long, value_name = "DIR")]
     static_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct MigrateArgs {
+    /// Copy this SQLite installation: `sqlite:PATH`, its database file or data directory
+    /// (it may be running; one snapshot is read).
+    #[arg(long, value_name = "sqlite:PATH", requires = "to")]
+    from: Option<String>,
+    /// Into this PostgreSQL database (`postgres://…`), which must be empty; it is migrated
+    /// first.
+    #[arg(long, value_name = "postgres://…", requires = "from")]
+    to: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -161,7 +174,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             serve(config, clock).await
         }
-        Command::Migrate => {
+        Command::Migrate(MigrateArgs {
+            from: Some(from),
+            to: Some(to),
+        }) => copy(&from, &to).await,
+        Command::Migrate(_) => {
             open_store(&config).await?;
             if config.postgres_url().is_some() {
                 println!("the PostgreSQL database (database.url) is up to date");
@@ -219,6 +236,35 @@ async fn shutdown_signal() {
         () = ctrl_c => {}
         () = terminate => {}
     }
+}
+
+/// `migrate --from sqlite:PATH --to postgres://…`: copy, then print what was copied.
+async fn copy(from: &str, to: &str) -> anyhow::Result<()> {
+    let Some(path) = from.strip_prefix("sqlite:") else {
+        bail!("--from must be sqlite:PATH (the SQLite database file or the data directory)");
+    };
+    let path = path.strip_prefix("//").unwrap_or(path);
+    if path.is_empty() {
+        bail!("--from must be sqlite:PATH (the SQLite database file or the data directory)");
+    }
+    let report = crate::store::copy::sqlite_to_postgres(std::path::Path::new(path), to).await?;
+    let (sqlite_level, postgres_level) = report.schema_level;
+    println!(
+        "copied {} into PostgreSQL in one transaction (schema level {sqlite_level} on SQLite, \
+         {postgres_level} on PostgreSQL); rows per table, each matching the source's count:",
+        report.source.display()
+    );
+    let mut total = 0;
+    for (table, rows) in &report.tables {
+        println!("  {table:<22} {rows:>10}");
+        total += rows;
+    }
+    println!("  {:<22} {total:>10}", "total");
+    println!(
+        "File bytes were not copied: they stay in the data directory's files/ folder; give \
+         every node that data directory (or move files/ with it), see docs/DEPLOY.md."
+    );
+    Ok(())
 }
 
 async fn hash_rate(config: &Config, seconds: u64) -> anyhow::Result<()> {

@@ -2,9 +2,11 @@
 //!
 //! Each method is one unit of work (one transaction): the domain decides what a state change
 //! is, the store makes it atomic. Nothing above this module sees SQL or a database driver.
+//! `copy` moves a SQLite installation into PostgreSQL (`basalt migrate --from --to`).
 
 #[cfg(test)]
 mod conformance;
+pub mod copy;
 pub mod pg_filter;
 mod postgres;
 pub mod sql_filter;

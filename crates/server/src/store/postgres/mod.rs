@@ -52,6 +52,13 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
 ];
 
+/// The schema level this build migrates to: the last migration's version.
+pub(super) fn schema_level() -> i64 {
+    MIGRATIONS
+        .last()
+        .map_or(0, |(version, _, _)| i64::from(*version))
+}
+
 /// Key of the advisory lock that serialises migrations and index changes across nodes
 /// (the bytes of "basalt").
 const SCHEMA_LOCK: i64 = 0x6261_7361_6c74;
@@ -101,6 +108,11 @@ impl PostgresStore {
         let store = Self { pool };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// The pool, for the SQLite-to-PostgreSQL copy (`store/copy`).
+    pub(super) fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
     /// Apply the migrations not yet recorded in `basalt_migrations`, in one transaction

@@ -31,6 +31,11 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0003_create_objects.sql"),
 ];
 
+/// The schema level this build migrates to (`PRAGMA user_version` once migrated).
+pub(super) fn schema_level() -> i64 {
+    i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX)
+}
+
 /// Most units of work committed together.
 const GROUP: usize = 64;
 /// Read-only connections.

@@ -36,8 +36,13 @@ impl Drop for TestApp {
     }
 }
 
-/// A PostgreSQL database for one app, dropped (with its connections) when this is dropped.
-struct TestDatabase {
+/// Whether this is the suite's PostgreSQL pass (`BASALT_TEST_API_POSTGRES=1`).
+pub fn postgres_pass() -> bool {
+    std::env::var("BASALT_TEST_API_POSTGRES").as_deref() == Ok("1")
+}
+
+/// A PostgreSQL database, dropped (with its connections) when this is dropped.
+pub struct TestDatabase {
     admin_url: String,
     name: String,
 }
@@ -45,10 +50,15 @@ struct TestDatabase {
 impl TestDatabase {
     /// A fresh database when `BASALT_TEST_API_POSTGRES=1`, with its URL.
     async fn wanted() -> Option<(Self, String)> {
-        use sqlx_core::connection::Connection;
-        if std::env::var("BASALT_TEST_API_POSTGRES").as_deref() != Ok("1") {
+        if !postgres_pass() {
             return None;
         }
+        Some(Self::create().await)
+    }
+
+    /// A fresh database on the server of `BASALT_TEST_POSTGRES_URL`, with its URL.
+    pub async fn create() -> (Self, String) {
+        use sqlx_core::connection::Connection;
         let admin_url = std::env::var("BASALT_TEST_POSTGRES_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
         let name = format!("basalt_test_{:016x}", rand::random::<u64>());
@@ -62,7 +72,7 @@ impl TestDatabase {
         admin.close().await.unwrap();
         let mut url = url::Url::parse(&admin_url).unwrap();
         url.set_path(&name);
-        Some((Self { admin_url, name }, url.to_string()))
+        (Self { admin_url, name }, url.to_string())
     }
 }
 
@@ -156,6 +166,30 @@ impl TestApp {
     }
 
     pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> Self {
+        let database = TestDatabase::wanted().await;
+        Self::spawn_on(database, configure).await
+    }
+
+    /// An app on SQLite in both passes of the suite.
+    pub async fn spawn_on_sqlite_with(configure: impl FnOnce(&mut Config)) -> Self {
+        Self::spawn_on(None, configure).await
+    }
+
+    /// An app on the PostgreSQL database `url` (which it does not drop).
+    pub async fn spawn_on_postgres_with(url: &str, configure: impl FnOnce(&mut Config)) -> Self {
+        let url = url.to_string();
+        Self::spawn_on(None, move |config| {
+            config.database.url = url.into();
+            config.database.max_connections = 4;
+            configure(config);
+        })
+        .await
+    }
+
+    async fn spawn_on(
+        database: Option<(TestDatabase, String)>,
+        configure: impl FnOnce(&mut Config),
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -172,7 +206,7 @@ impl TestApp {
         config.auth.password_hash.memory_kib = 1024;
         config.auth.password_hash.iterations = 1;
         config.rate_limits.enabled = false;
-        let database = TestDatabase::wanted().await.map(|(database, url)| {
+        let database = database.map(|(database, url)| {
             config.database.url = url.into();
             config.database.max_connections = 4;
             database
@@ -199,6 +233,11 @@ impl TestApp {
             dir,
             _database: database,
         }
+    }
+
+    /// The data directory (SQLite file, uploaded files).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     /// Every file under the data directory's blob folder.
