@@ -102,12 +102,11 @@ impl FileService {
             .store
             .delete_owned_files(&bucket.id, caller, keys)
             .await?;
-        for key in &blobs {
-            if let Err(err) = self.blobs.delete(key).await {
-                // Unreachable bytes, never served: worth a log line, not a failed request.
-                tracing::warn!(error = %err, blob = %key, "deleting a blob failed");
-            }
+        let deleted = blobs.len();
+        for (key, err) in self.blobs.delete_many(blobs).await {
+            // Unreachable bytes, never served: worth a log line, not a failed request.
+            tracing::warn!(error = %err, blob = %key, "deleting a blob failed");
         }
-        Ok(blobs.len())
+        Ok(deleted)
     }
 }
