@@ -34,6 +34,9 @@ impl From<object_store::Error> for BlobError {
 /// system, blobs up to this size are also written in one `put` from memory.
 const SMALL_BLOB: usize = 1024 * 1024;
 
+/// Reads from S3 larger than this are split into ranged reads of this size.
+const S3_READ_CHUNK: u64 = 2 * 1024 * 1024;
+
 /// The size of every part of a multipart upload but the last. S3 wants them at least 5 MiB,
 /// and some S3-compatible stores (R2) want them all the same size.
 const PART_SIZE: usize = 5 * 1024 * 1024;
@@ -212,6 +215,9 @@ pub struct Blobs {
     store: Arc<dyn ObjectStore>,
     /// Largest blob written in one `put` from memory; larger ones are multipart uploads.
     single_put_max: usize,
+    /// Reads larger than this are a series of ranged reads of this size (S3); `None` streams
+    /// one read (the local file system).
+    read_chunk: Option<u64>,
 }
 
 impl Blobs {
@@ -222,6 +228,7 @@ impl Blobs {
         Ok(Self {
             store: Arc::new(store),
             single_put_max: SMALL_BLOB,
+            read_chunk: None,
         })
     }
 
@@ -269,6 +276,7 @@ impl Blobs {
             // Below one part's size a multipart upload only adds requests: the part is held
             // in memory either way.
             single_put_max: PART_SIZE,
+            read_chunk: Some(S3_READ_CHUNK),
         })
     }
 
@@ -294,19 +302,46 @@ impl Blobs {
     }
 
     /// Stream a blob, or a byte range of it. `len` is how many bytes that is: small reads
-    /// are done in one go rather than chunk by chunk.
+    /// are done in one go rather than chunk by chunk. On S3, larger reads are a series of
+    /// ranged GETs of `S3_READ_CHUNK` (two in flight), so no S3 request stays open while a
+    /// slow client reads, and a download holds at most two chunks in memory.
     pub async fn read(
         &self,
         key: &str,
         range: Option<Range<u64>>,
         len: u64,
     ) -> Result<BoxStream<'static, Result<Bytes, BlobError>>, BlobError> {
+        let path = Path::from(key);
+        let at_once = self.read_chunk.unwrap_or(SMALL_BLOB as u64);
+        if let Some(chunk) = self.read_chunk
+            && len > at_once
+        {
+            let start = range.map_or(0, |r| r.start);
+            let mut ranges = (start..start + len)
+                .step_by(usize::try_from(chunk).unwrap_or(usize::MAX))
+                .map(move |from| from..(from + chunk).min(start + len));
+            let Some(first) = ranges.next() else {
+                return Ok(futures_util::stream::empty().boxed());
+            };
+            // The first chunk before answering, so a missing blob is an error, not a cut body.
+            let first = self.store.get_range(&path, first).await?;
+            let store = self.store.clone();
+            let rest = futures_util::stream::iter(ranges)
+                .map(move |range| {
+                    let (store, path) = (store.clone(), path.clone());
+                    async move { store.get_range(&path, range).await.map_err(BlobError::from) }
+                })
+                .buffered(2);
+            return Ok(futures_util::stream::once(async { Ok(first) })
+                .chain(rest)
+                .boxed());
+        }
         let options = GetOptions {
             range: range.map(GetRange::Bounded),
             ..GetOptions::default()
         };
-        let result = self.store.get_opts(&Path::from(key), options).await?;
-        if len <= SMALL_BLOB as u64 {
+        let result = self.store.get_opts(&path, options).await?;
+        if len <= at_once {
             let bytes = result.bytes().await?;
             return Ok(futures_util::stream::once(async { Ok(bytes) }).boxed());
         }

@@ -418,6 +418,18 @@ async fn large_uploads_stream_in_parts_and_an_oversized_one_leaves_no_part_behin
         part.bytes().await.unwrap().as_ref(),
         &bytes[boundary - 10..boundary + 10]
     );
+    // A long range from an odd offset (read in several pieces from S3).
+    let long = client
+        .get(path)
+        .header("Range", "bytes=1001-6300000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(long.status(), 206);
+    assert_eq!(
+        long.bytes().await.unwrap().as_ref(),
+        &bytes[1001..=6_300_000]
+    );
     let cached = client
         .get(path)
         .header("If-None-Match", &etag)

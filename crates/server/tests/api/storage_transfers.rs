@@ -35,6 +35,24 @@ async fn delete_files_removes_only_the_callers_files_and_their_bytes() {
 }
 
 #[tokio::test]
+async fn a_copy_of_lost_bytes_is_404_and_leaves_no_metadata() {
+    let app = TestApp::spawn_with(spawn_config()).await;
+    let (_, me) = user(&app).await;
+    put(&app, &me, "root", "photo.png", "pixels", true).await;
+    app.lose_every_blob().await;
+    app.post_as(
+        "/storage/bucket/file/duplicate",
+        json!({ "bucket": "root", "file": "photo.png" }),
+        Some(&me),
+    )
+    .await
+    .assert_error(404, "file_not_found");
+    let left = search(&app, Some(&me), Value::Null, Value::Null).await;
+    assert_eq!(names(left.assert_ok()), ["photo.png"], "no copy recorded");
+    assert!(app.blobs().await.is_empty(), "{:?}", app.blobs().await);
+}
+
+#[tokio::test]
 async fn duplicate_copy_and_move_number_names_and_copy_the_bytes() {
     let app = TestApp::spawn_with(spawn_config()).await;
     let (me_id, me) = user(&app).await;

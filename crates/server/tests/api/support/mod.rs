@@ -292,6 +292,13 @@ impl TestApp {
         out
     }
 
+    /// Delete every blob behind the app's back (bytes lost while the metadata stays).
+    pub async fn lose_every_blob(&self) {
+        for key in self.blob_store.keys().await.unwrap() {
+            self.blob_store.delete(&key).await.unwrap();
+        }
+    }
+
     pub fn api(&self, path: &str) -> String {
         format!("{}/_api/rest/v1{path}", self.url)
     }
