@@ -6,6 +6,10 @@
 #
 # PostgreSQL: BASALT_TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/test) must
 # accept connections; each test creates and drops a database `basalt_test_<random>` there.
+#
+# S3: the HTTP tests run once more with every app's files in a fresh bucket of moto's S3
+# server (scripts/s3-test-server.sh installs it into a Python venv), started here on a free
+# loopback port and stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -69,6 +73,24 @@ cargo test --locked
 
 step "HTTP tests again with every app on PostgreSQL"
 BASALT_TEST_API_POSTGRES=1 cargo test --locked --test api
+
+step "HTTP tests again with every app's files on S3 (moto's server on loopback)"
+moto_server=$(scripts/s3-test-server.sh install)
+s3_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mkdir -p target
+"$moto_server" -H 127.0.0.1 -p "$s3_port" >target/s3-test-server.log 2>&1 &
+s3_pid=$!
+trap 'kill "$s3_pid" 2>/dev/null || true' EXIT
+s3_url="http://127.0.0.1:$s3_port"
+for _ in $(seq 60); do
+  python3 -c "import urllib.request; urllib.request.urlopen('$s3_url/', timeout=1)" 2>/dev/null && break
+  kill -0 "$s3_pid" 2>/dev/null || { cat target/s3-test-server.log >&2; exit 1; }
+  sleep 0.5
+done
+BASALT_TEST_API_S3="$s3_url" cargo test --locked --test api
+kill "$s3_pid" 2>/dev/null || true
+wait "$s3_pid" 2>/dev/null || true
+trap - EXIT
 
 step "release build"
 cargo build --locked --release

@@ -17,7 +17,7 @@ use tower::Service;
 
 use crate::auth::{AuthDeps, AuthService};
 use crate::clock::SharedClock;
-use crate::config::{Config, MailTransport};
+use crate::config::{Config, MailTransport, StorageBackend};
 use crate::files::FileService;
 use crate::files::blobs::Blobs;
 use crate::keys::{ClientKeys, generate_key};
@@ -45,6 +45,26 @@ pub struct App {
     header_timeout: Duration,
     /// The first active client key (generated on first start).
     pub client_key: String,
+}
+
+/// Open the configured blob store: the data directory's `files` folder, or the S3 bucket of
+/// `storage.s3`, checked to answer before the server starts.
+pub async fn open_blobs(config: &Config) -> anyhow::Result<Blobs> {
+    match config.storage.backend {
+        StorageBackend::Local => {
+            let dir = config.data_dir.join("files");
+            Blobs::local(&dir).with_context(|| format!("opening the blob folder {}", dir.display()))
+        }
+        StorageBackend::S3 => {
+            let bucket = &config.storage.s3.bucket;
+            let blobs = Blobs::s3(&config.storage.s3)
+                .with_context(|| format!("configuring the S3 bucket {bucket:?} (storage.s3)"))?;
+            blobs.check().await.with_context(|| {
+                format!("reaching the S3 bucket {bucket:?} (storage.s3: bucket, region, endpoint, credentials)")
+            })?;
+            Ok(blobs)
+        }
+    }
 }
 
 /// Open the configured database, applying pending migrations: PostgreSQL when `database.url`
@@ -138,7 +158,7 @@ impl App {
                 Arc::new(SmtpTransport::new(&config.mail.smtp, &config.mail.from)?)
             }
         };
-        let blobs = Blobs::local(&config.data_dir.join("files"))?;
+        let blobs = open_blobs(&config).await?;
         let files = FileService::new(
             store.clone(),
             blobs,

@@ -63,13 +63,114 @@ pub struct AppConfig {
 pub struct StorageConfig {
     /// Largest file accepted, bytes.
     pub max_file_bytes: u64,
+    /// Where file bytes live: `local` (under `data_dir/files`) or `s3`.
+    pub backend: StorageBackend,
+    /// The S3-compatible bucket, when `backend = "s3"`.
+    pub s3: S3Config,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         Self {
             max_file_bytes: 10 * 1024 * 1024,
+            backend: StorageBackend::Local,
+            s3: S3Config::default(),
         }
+    }
+}
+
+/// Where file bytes live.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    /// The local file system under `data_dir/files`.
+    #[default]
+    Local,
+    /// An S3-compatible object store (`storage.s3`).
+    S3,
+}
+
+/// An S3-compatible bucket. What is not set here comes from the standard `AWS_*` environment
+/// variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`,
+/// `AWS_REGION`, `AWS_ENDPOINT`, …), then from the instance's role where there is one.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Config {
+    /// The bucket's name (required with `backend = "s3"`).
+    pub bucket: String,
+    /// The region (`us-east-1` when neither this nor `AWS_REGION` is set).
+    pub region: Option<String>,
+    /// The service's URL for S3-compatible servers (`https://minio.internal:9000`); AWS when
+    /// unset.
+    pub endpoint: Option<String>,
+    /// `{endpoint}/{bucket}/{key}` requests instead of `{bucket}.{host}/{key}` (MinIO and most
+    /// self-hosted servers need this).
+    pub path_style: bool,
+    /// Allow a plain `http://` endpoint (a server on the same host or a private network).
+    pub allow_http: bool,
+    /// Access key id; with `secret_access_key`, replaces the environment's credentials.
+    #[serde(serialize_with = "redacted")]
+    pub access_key_id: SecretString,
+    /// Secret access key.
+    #[serde(serialize_with = "redacted")]
+    pub secret_access_key: SecretString,
+    /// A folder inside the bucket that every key is put under (`basalt/`), for a bucket
+    /// shared with other data.
+    pub prefix: String,
+}
+
+impl S3Config {
+    /// The configured key pair, when both halves are set.
+    pub fn credentials(&self) -> Option<(&str, &str)> {
+        use secrecy::ExposeSecret;
+        let id = self.access_key_id.expose_secret();
+        let secret = self.secret_access_key.expose_secret();
+        (!id.is_empty() && !secret.is_empty()).then_some((id, secret))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        use secrecy::ExposeSecret;
+        if self.bucket.trim().is_empty() {
+            return Err(ConfigError(
+                "storage.s3.bucket is required with storage.backend = \"s3\"".into(),
+            ));
+        }
+        let id_set = !self.access_key_id.expose_secret().is_empty();
+        let secret_set = !self.secret_access_key.expose_secret().is_empty();
+        if id_set != secret_set {
+            return Err(ConfigError(
+                "storage.s3: set both access_key_id and secret_access_key, or neither (the AWS_* environment then supplies them)"
+                    .into(),
+            ));
+        }
+        if let Some(endpoint) = &self.endpoint {
+            let url = url::Url::parse(endpoint)
+                .map_err(|err| ConfigError(format!("storage.s3.endpoint {endpoint:?}: {err}")))?;
+            match url.scheme() {
+                "https" => {}
+                "http" if self.allow_http => {}
+                "http" => {
+                    return Err(ConfigError(format!(
+                        "storage.s3.endpoint {endpoint:?} is plain http: set storage.s3.allow_http = true to allow it"
+                    )));
+                }
+                _ => {
+                    return Err(ConfigError(format!(
+                        "storage.s3.endpoint {endpoint:?} must start with https:// or http://"
+                    )));
+                }
+            }
+        }
+        if self
+            .prefix
+            .split('/')
+            .any(|part| part == "." || part == "..")
+        {
+            return Err(ConfigError(
+                "storage.s3.prefix must not contain '.' or '..' segments".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -629,6 +730,9 @@ impl Config {
                 ));
             }
         }
+        if self.storage.backend == StorageBackend::S3 {
+            self.storage.s3.validate()?;
+        }
         if let Some(url) = self.postgres_url()
             && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
         {
@@ -917,6 +1021,48 @@ mod tests {
         let text = config.to_redacted_toml();
         assert!(!text.contains("hunter2-secret"));
         assert!(text.contains("[redacted]"));
+    }
+
+    #[test]
+    fn s3_storage_needs_a_bucket_and_keeps_its_secret_key_secret() {
+        let toml = r#"
+            [storage]
+            backend = "s3"
+            [storage.s3]
+            region = "eu-west-1"
+            endpoint = "http://127.0.0.1:9000"
+            path_style = true
+        "#;
+        let mut config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(toml))
+            .extract()
+            .unwrap();
+        assert_eq!(config.storage.backend, StorageBackend::S3);
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("storage.s3.bucket is required"), "{err}");
+        config.storage.s3.bucket = "photos".into();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("allow_http"), "{err}");
+        config.storage.s3.allow_http = true;
+        config.validate().unwrap();
+        assert_eq!(config.storage.s3.credentials(), None);
+        config.storage.s3.access_key_id = SecretString::from("AKIDEXAMPLE");
+        assert!(config.validate().is_err(), "half a key pair");
+        config.storage.s3.secret_access_key = SecretString::from("wJalr-secret-key");
+        config.validate().unwrap();
+        assert_eq!(
+            config.storage.s3.credentials(),
+            Some(("AKIDEXAMPLE", "wJalr-secret-key"))
+        );
+        let text = config.to_redacted_toml();
+        assert!(!text.contains("wJalr-secret-key") && !text.contains("AKIDEXAMPLE"));
+        let back: Config = toml::from_str(&text).unwrap();
+        assert_eq!(back.storage.s3.bucket, "photos");
+        config.storage.s3.endpoint = Some("ftp://x".into());
+        assert!(config.validate().is_err());
+        // The local backend ignores the S3 block.
+        config.storage.backend = StorageBackend::Local;
+        config.validate().unwrap();
     }
 
     #[test]

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt};
 
-use self::blobs::{BlobError, Blobs};
+use self::blobs::{BlobError, BlobWriter, Blobs};
 use crate::auth::token::new_id;
 use crate::clock::SharedClock;
 use crate::store::{BucketRecord, FileRecord, Store, StoreError};
@@ -121,10 +121,23 @@ pub struct Content {
     pub part_file_name: Option<String>,
 }
 
+/// A blob whose bytes have all arrived, not yet made visible (`writer.finish()`).
 struct StoredBlob {
+    writer: BlobWriter,
     key: String,
     size: i64,
     etag: String,
+}
+
+/// Run `work` to its end even if the request that started it is dropped meanwhile (the client
+/// went away, the time limit struck): writing a blob and recording its metadata, or deleting
+/// the blob when that fails, is one step that a cancelled request must not cut in half.
+async fn run_to_end<T: Send + 'static>(
+    work: impl Future<Output = Result<T, FileError>> + Send + 'static,
+) -> Result<T, FileError> {
+    tokio::spawn(work)
+        .await
+        .map_err(|err| FileError::Unavailable(err.to_string()))?
 }
 
 /// The bytes an `upload-object` or `replace-object` body stands for: the client JSON-encodes
@@ -262,18 +275,24 @@ impl FileService {
             uploaded_at: now,
             updated_at: now,
         };
-        match self.store.insert_file(record).await {
-            Ok(stored) => Ok(stored),
-            Err(err) => {
-                // No blob without metadata.
-                let _ = self.blobs.delete(&blob_key).await;
-                Err(err.into())
+        let (store, blobs, writer) = (self.store.clone(), self.blobs.clone(), blob.writer);
+        run_to_end(async move {
+            writer.finish().await?;
+            match store.insert_file(record).await {
+                Ok(stored) => Ok(stored),
+                Err(err) => {
+                    // No blob without metadata.
+                    let _ = blobs.delete(&blob_key).await;
+                    Err(err.into())
+                }
             }
-        }
+        })
+        .await
     }
 
     /// Stream `body` into a new blob under a random key, enforcing the size limit as bytes
-    /// arrive; on failure nothing is left behind.
+    /// arrive; on failure nothing is left behind. The caller makes the blob visible
+    /// (`writer.finish()`) in the step that records it.
     async fn store_blob<S, E>(&self, bucket_id: &str, body: S) -> Result<StoredBlob, FileError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -300,8 +319,8 @@ impl FileService {
             let _ = writer.abort().await;
             return Err(err);
         }
-        writer.finish().await?;
         Ok(StoredBlob {
+            writer,
             key,
             size: i64::try_from(size).unwrap_or(i64::MAX),
             // Every upload and replace writes a new blob under a new random key, so the key is
@@ -334,26 +353,32 @@ impl FileService {
             content.part_file_name.as_deref(),
             &file.file_name,
         );
+        let new_key = blob.key.clone();
         let updated = FileRecord {
-            blob_key: blob.key.clone(),
+            blob_key: blob.key,
             size: blob.size,
             etag: blob.etag,
             mime_type,
             updated_at: self.clock.now(),
             ..file
         };
-        match self.store.update_file(updated).await {
-            Ok(stored) => {
-                if let Err(err) = self.blobs.delete(&old_key).await {
-                    tracing::warn!(error = %err, blob = %old_key, "deleting a replaced blob failed");
+        let (store, blobs, writer) = (self.store.clone(), self.blobs.clone(), blob.writer);
+        run_to_end(async move {
+            writer.finish().await?;
+            match store.update_file(updated).await {
+                Ok(stored) => {
+                    if let Err(err) = blobs.delete(&old_key).await {
+                        tracing::warn!(error = %err, blob = %old_key, "deleting a replaced blob failed");
+                    }
+                    Ok(stored)
                 }
-                Ok(stored)
+                Err(err) => {
+                    let _ = blobs.delete(&new_key).await;
+                    Err(err.into())
+                }
             }
-            Err(err) => {
-                let _ = self.blobs.delete(&blob.key).await;
-                Err(err.into())
-            }
-        }
+        })
+        .await
     }
 
     /// A file for its public path: public files for anyone, private ones for their owner.

@@ -3,7 +3,7 @@
 //! metadata: copies write the blob first and delete it if the metadata cannot be written;
 //! deletions remove the metadata first.
 
-use super::{FileError, FileService, check_name};
+use super::{FileError, FileService, check_name, run_to_end};
 use crate::auth::token::new_id;
 use crate::store::FileRecord;
 
@@ -31,10 +31,7 @@ impl FileService {
         check_name(&name)?;
         let now = self.clock.now();
         let key = format!("{}/{}", target.id, new_id(now));
-        if !self.blobs.copy(&source.blob_key, &key).await? {
-            // Deleted meanwhile.
-            return Err(FileError::FileNotFound);
-        }
+        let source_key = source.blob_key.clone();
         let copy = FileRecord {
             id: new_id(now),
             bucket_id: target.id,
@@ -45,16 +42,24 @@ impl FileService {
             updated_at: now,
             ..source
         };
-        match self.store.insert_file(copy).await {
-            Ok(stored) => Ok(stored),
-            Err(err) => {
-                // No blob without metadata.
-                if let Err(cause) = self.blobs.delete(&key).await {
-                    tracing::warn!(error = %cause, blob = %key, "deleting a copied blob failed");
-                }
-                Err(err.into())
+        let (store, blobs) = (self.store.clone(), self.blobs.clone());
+        run_to_end(async move {
+            if !blobs.copy(&source_key, &key).await? {
+                // Deleted meanwhile.
+                return Err(FileError::FileNotFound);
             }
-        }
+            match store.insert_file(copy).await {
+                Ok(stored) => Ok(stored),
+                Err(err) => {
+                    // No blob without metadata.
+                    if let Err(cause) = blobs.delete(&key).await {
+                        tracing::warn!(error = %cause, blob = %key, "deleting a copied blob failed");
+                    }
+                    Err(err.into())
+                }
+            }
+        })
+        .await
     }
 
     /// Move one of the caller's files to `target`, numbered if its name is taken there. It
@@ -102,12 +107,11 @@ impl FileService {
             .store
             .delete_owned_files(&bucket.id, caller, keys)
             .await?;
-        for key in &blobs {
-            if let Err(err) = self.blobs.delete(key).await {
-                // Unreachable bytes, never served: worth a log line, not a failed request.
-                tracing::warn!(error = %err, blob = %key, "deleting a blob failed");
-            }
+        let deleted = blobs.len();
+        for (key, err) in self.blobs.delete_many(blobs).await {
+            // Unreachable bytes, never served: worth a log line, not a failed request.
+            tracing::warn!(error = %err, blob = %key, "deleting a blob failed");
         }
-        Ok(blobs.len())
+        Ok(deleted)
     }
 }

@@ -197,10 +197,10 @@ async fn an_oversized_upload_is_413_and_leaves_nothing() {
         "the failed upload left no name behind"
     );
     assert_eq!(
-        app.blobs().len(),
+        app.blobs().await.len(),
         1,
         "no blob of the failed upload: {:?}",
-        app.blobs()
+        app.blobs().await
     );
     // A body declared larger than the limit is refused before it is stored, readably.
     let (status, body) = upload(
@@ -214,7 +214,7 @@ async fn an_oversized_upload_is_413_and_leaves_nothing() {
     .await;
     assert_eq!(status, 413);
     assert_eq!(body["errors"][0]["code"], "file_too_large");
-    assert_eq!(app.blobs().len(), 1);
+    assert_eq!(app.blobs().await.len(), 1);
 }
 
 #[tokio::test]
@@ -356,6 +356,124 @@ async fn private_uploads_are_refused_at_the_public_path() {
     assert_eq!(owner.status(), 200);
 }
 
+/// Upload `bytes` in 64 KiB chunks with no length announced (chunked transfer), as a large
+/// file from a browser may arrive: the server learns the size only as the bytes come.
+async fn stream_upload(
+    app: &TestApp,
+    token: &str,
+    name: &str,
+    bytes: &[u8],
+) -> (StatusCode, Value) {
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        bytes.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
+    let body = reqwest::Body::wrap_stream(tokio_stream::iter(chunks));
+    let part = Part::stream(body)
+        .file_name("blob")
+        .mime_str("application/octet-stream")
+        .unwrap();
+    let response = app
+        .http
+        .post(app.api(&format!(
+            "/storage/bucket/upload-formdata?bucket=root&fileName={name}"
+        )))
+        .header("X-Client-Key", KEY)
+        .header("Session", token)
+        .multipart(Form::new().part("file", part))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn large_uploads_stream_in_parts_and_an_oversized_one_leaves_no_part_behind() {
+    let app = TestApp::spawn_with(|c| {
+        c.auth.email_verification = false;
+        c.storage.max_file_bytes = 8 * 1024 * 1024;
+    })
+    .await;
+    let (_, token) = user(&app).await;
+    // 7 MiB: a multipart upload of a 5 MiB part and a 2 MiB one.
+    let bytes: Vec<u8> = (0..7 * 1024 * 1024).map(|i| (i % 253) as u8).collect();
+    let (status, file) = stream_upload(&app, &token, "large.bin", &bytes).await;
+    assert_eq!(status, 200, "{file}");
+    assert_eq!(file["size"], bytes.len());
+    let path = file["publicPath"].as_str().unwrap();
+    let client = reqwest::Client::new();
+    let served = client.get(path).send().await.unwrap();
+    let etag = served.headers()["etag"].to_str().unwrap().to_string();
+    assert_eq!(served.bytes().await.unwrap().as_ref(), bytes.as_slice());
+    // A range across the parts' boundary, and the ETag still the blob key's.
+    let boundary = 5 * 1024 * 1024;
+    let part = client
+        .get(path)
+        .header("Range", format!("bytes={}-{}", boundary - 10, boundary + 9))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.headers()["etag"].to_str().unwrap(), etag);
+    assert_eq!(
+        part.bytes().await.unwrap().as_ref(),
+        &bytes[boundary - 10..boundary + 10]
+    );
+    // A long range from an odd offset (read in several pieces from S3).
+    let long = client
+        .get(path)
+        .header("Range", "bytes=1001-6300000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(long.status(), 206);
+    assert_eq!(
+        long.bytes().await.unwrap().as_ref(),
+        &bytes[1001..=6_300_000]
+    );
+    let cached = client
+        .get(path)
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cached.status(), 304);
+    assert_eq!(app.blobs().await.len(), 1);
+    // 12 MiB against an 8 MiB limit: refused after a part went up; nothing stays, neither an
+    // object nor an unfinished multipart upload.
+    let over: Vec<u8> = vec![9u8; 12 * 1024 * 1024];
+    let (status, body) = stream_upload(&app, &token, "over.bin", &over).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["errors"][0]["code"], "file_too_large");
+    assert_eq!(app.blobs().await.len(), 1, "{:?}", app.blobs().await);
+    // A client that goes away after 6 MiB: the server sees the body fail and aborts.
+    let mut chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..96).map(|_| Ok(vec![3u8; 64 * 1024])).collect();
+    chunks.push(Err(std::io::Error::other("client gone")));
+    let part = Part::stream(reqwest::Body::wrap_stream(tokio_stream::iter(chunks)))
+        .file_name("blob")
+        .mime_str("application/octet-stream")
+        .unwrap();
+    let sent = app
+        .http
+        .post(app.api("/storage/bucket/upload-formdata?bucket=root&fileName=cut.bin"))
+        .header("X-Client-Key", KEY)
+        .header("Session", &token)
+        .multipart(Form::new().part("file", part))
+        .send()
+        .await;
+    assert!(sent.is_err(), "the client's body failed");
+    let mut left = app.blobs().await;
+    for _ in 0..100 {
+        if left.len() == 1 {
+            break;
+        }
+        // The server notices the broken connection on its own time.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        left = app.blobs().await;
+    }
+    assert_eq!(left.len(), 1, "{left:?}");
+}
+
 #[tokio::test]
 async fn files_of_several_megabytes_upload_within_the_default_limit() {
     let app = TestApp::spawn_with(|c| c.auth.email_verification = false).await;
@@ -467,7 +585,10 @@ async fn file_calls_get_exists_download_and_delete() {
         .await
         .unwrap();
     assert_eq!(served.status(), 404);
-    assert!(app.blobs().is_empty(), "the bytes went with the metadata");
+    assert!(
+        app.blobs().await.is_empty(),
+        "the bytes went with the metadata"
+    );
     storage(
         &app,
         Some(&me),
@@ -739,7 +860,7 @@ async fn files_and_buckets_are_renamed_tagged_and_made_private() {
     )
     .await
     .assert_error(403, "not_allowed");
-    let before = app.blobs().len();
+    let before = app.blobs().await.len();
     call(
         "/storage/bucket/delete",
         serde_json::json!({ "bucket": "papers" }),
@@ -748,7 +869,7 @@ async fn files_and_buckets_are_renamed_tagged_and_made_private() {
     .await
     .assert_ok();
     assert_eq!(
-        app.blobs().len(),
+        app.blobs().await.len(),
         before - 1,
         "the bucket's bytes went with it"
     );
@@ -823,7 +944,7 @@ async fn object_uploads_decode_the_clients_json_and_replace_keeps_the_file() {
         .unwrap();
     assert_ne!(served.headers()["etag"], etag);
     assert_eq!(served.bytes().await.unwrap().as_ref(), b"# Bye!");
-    assert_eq!(app.blobs().len(), 2, "the replaced bytes are gone");
+    assert_eq!(app.blobs().await.len(), 2, "the replaced bytes are gone");
     let (status, body) = post(
         "/storage/bucket/file/replace-object?bucket=root&file=readme.md".into(),
         Value::from("mine now"),

@@ -15,7 +15,7 @@ async fn delete_files_removes_only_the_callers_files_and_their_bytes() {
     let b = put(&app, &me, "root", "b.txt", "b", false).await;
     put(&app, &me, "root", "c.txt", "c", true).await;
     put(&app, &other, "root", "d.txt", "d", true).await;
-    let blobs = app.blobs().len();
+    let blobs = app.blobs().await.len();
     app.post_as(
         "/storage/bucket/delete-files",
         json!({ "bucket": "root", "fileNamesOrIds": ["a.txt", b["_id"], "d.txt", "no-such-file"] }),
@@ -24,7 +24,7 @@ async fn delete_files_removes_only_the_callers_files_and_their_bytes() {
     .await
     .assert_ok();
     assert_eq!(
-        app.blobs().len(),
+        app.blobs().await.len(),
         blobs - 2,
         "the bytes went with the metadata"
     );
@@ -35,13 +35,31 @@ async fn delete_files_removes_only_the_callers_files_and_their_bytes() {
 }
 
 #[tokio::test]
+async fn a_copy_of_lost_bytes_is_404_and_leaves_no_metadata() {
+    let app = TestApp::spawn_with(spawn_config()).await;
+    let (_, me) = user(&app).await;
+    put(&app, &me, "root", "photo.png", "pixels", true).await;
+    app.lose_every_blob().await;
+    app.post_as(
+        "/storage/bucket/file/duplicate",
+        json!({ "bucket": "root", "file": "photo.png" }),
+        Some(&me),
+    )
+    .await
+    .assert_error(404, "file_not_found");
+    let left = search(&app, Some(&me), Value::Null, Value::Null).await;
+    assert_eq!(names(left.assert_ok()), ["photo.png"], "no copy recorded");
+    assert!(app.blobs().await.is_empty(), "{:?}", app.blobs().await);
+}
+
+#[tokio::test]
 async fn duplicate_copy_and_move_number_names_and_copy_the_bytes() {
     let app = TestApp::spawn_with(spawn_config()).await;
     let (me_id, me) = user(&app).await;
     let photo = put(&app, &me, "root", "photo.png", "pixels", true).await;
     let dest = bucket(&app, &me, "dest", true).await;
     put(&app, &me, "dest", "photo.png", "older", true).await;
-    let blobs = app.blobs().len();
+    let blobs = app.blobs().await.len();
     let call = |path: &'static str, body: Value| app.post_as(path, body, Some(&me));
 
     let dup = call(
@@ -75,7 +93,11 @@ async fn duplicate_copy_and_move_number_names_and_copy_the_bytes() {
         (json!("photo-1.png"), dest["_id"].clone())
     );
     assert_eq!(copy["userId"], me_id.as_str());
-    assert_eq!(app.blobs().len(), blobs + 3, "each copy has its own blob");
+    assert_eq!(
+        app.blobs().await.len(),
+        blobs + 3,
+        "each copy has its own blob"
+    );
 
     let moved = call(
         "/storage/bucket/file/move",
@@ -100,7 +122,7 @@ async fn duplicate_copy_and_move_number_names_and_copy_the_bytes() {
     )
     .await;
     assert_eq!(again.assert_ok()["fileName"], "photo-1-1.png");
-    assert_eq!(app.blobs().len(), blobs + 3, "moves copy no bytes");
+    assert_eq!(app.blobs().await.len(), blobs + 3, "moves copy no bytes");
 
     // Copies outlive their source.
     call(

@@ -3,6 +3,8 @@
 //!
 //! With `BASALT_TEST_API_POSTGRES=1` every app gets a fresh PostgreSQL database instead
 //! (`basalt_test_<random>` on the server of `BASALT_TEST_POSTGRES_URL`, dropped afterwards).
+//! With `BASALT_TEST_API_S3=http://127.0.0.1:PORT` (an S3-compatible server that accepts any
+//! credentials, such as moto's server mode) every app keeps its bytes in a fresh bucket there.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,7 +12,8 @@ use std::time::Duration;
 
 use basalt::app::App;
 use basalt::clock::ManualClock;
-use basalt::config::Config;
+use basalt::config::{Config, StorageBackend};
+use basalt::files::blobs::Blobs;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -27,7 +30,35 @@ pub struct TestApp {
     pub http: reqwest::Client,
     stop: CancellationToken,
     dir: tempfile::TempDir,
+    /// The S3 server and the app's bucket, with `BASALT_TEST_API_S3`.
+    s3: Option<(String, String)>,
+    blob_store: Blobs,
     _database: Option<TestDatabase>,
+}
+
+/// The S3 server of `BASALT_TEST_API_S3`, if any.
+pub fn s3_endpoint() -> Option<String> {
+    std::env::var("BASALT_TEST_API_S3")
+        .ok()
+        .filter(|url| !url.is_empty())
+        .map(|url| url.trim_end_matches('/').to_string())
+}
+
+/// A fresh bucket on the test S3 server: its name.
+async fn create_test_bucket(endpoint: &str) -> String {
+    let name = format!("basalt-test-{:016x}", rand::random::<u64>());
+    // moto checks no signatures: an unsigned CreateBucket is enough.
+    let response = reqwest::Client::new()
+        .put(format!("{endpoint}/{name}"))
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("S3 test server at {endpoint}: {err}"));
+    assert!(
+        response.status().is_success(),
+        "creating bucket {name}: {}",
+        response.status()
+    );
+    name
 }
 
 impl Drop for TestApp {
@@ -211,8 +242,30 @@ impl TestApp {
             config.database.max_connections = 4;
             database
         });
+        let s3 = match s3_endpoint() {
+            Some(endpoint) => {
+                let bucket = create_test_bucket(&endpoint).await;
+                let s3 = &mut config.storage.s3;
+                config.storage.backend = StorageBackend::S3;
+                s3.bucket = bucket.clone();
+                s3.endpoint = Some(endpoint.clone());
+                s3.region = Some("us-east-1".into());
+                s3.path_style = true;
+                s3.allow_http = true;
+                s3.access_key_id = "basalt-test".into();
+                s3.secret_access_key = "basalt-test-secret".into();
+                // Keys under a folder, as in a bucket shared with other data.
+                s3.prefix = "basalt/".into();
+                Some((endpoint, bucket))
+            }
+            None => None,
+        };
         configure(&mut config);
         config.validate().unwrap();
+        let blob_store = match config.storage.backend {
+            StorageBackend::S3 => Blobs::s3(&config.storage.s3).unwrap(),
+            StorageBackend::Local => Blobs::local(&dir.path().join("files")).unwrap(),
+        };
         let clock = Arc::new(ManualClock::new());
         let app = App::with_listener(config, clock.clone(), listener)
             .await
@@ -231,6 +284,8 @@ impl TestApp {
             http,
             stop,
             dir,
+            s3,
+            blob_store,
             _database: database,
         }
     }
@@ -240,21 +295,47 @@ impl TestApp {
         self.dir.path()
     }
 
-    /// Every file under the data directory's blob folder.
-    pub fn blobs(&self) -> Vec<std::path::PathBuf> {
-        fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    /// Everything in the app's blob store: every file under the data directory's blob folder
+    /// (unfinished uploads' staging files too), or every object of its S3 bucket and every
+    /// multipart upload not completed or aborted there (as `upload:KEY`).
+    pub async fn blobs(&self) -> Vec<String> {
+        fn walk(dir: &std::path::Path, out: &mut Vec<String>) {
             for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
                 let path = entry.path();
                 if path.is_dir() {
                     walk(&path, out);
                 } else {
-                    out.push(path);
+                    out.push(path.display().to_string());
                 }
             }
         }
-        let mut out = Vec::new();
-        walk(&self.dir.path().join("files"), &mut out);
+        let Some((endpoint, bucket)) = &self.s3 else {
+            let mut out = Vec::new();
+            walk(&self.dir.path().join("files"), &mut out);
+            return out;
+        };
+        let mut out = self.blob_store.keys().await.unwrap();
+        let uploads = reqwest::get(format!("{endpoint}/{bucket}?uploads"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        out.extend(
+            uploads
+                .split("<Key>")
+                .skip(1)
+                .filter_map(|rest| rest.split("</Key>").next())
+                .map(|key| format!("upload:{key}")),
+        );
         out
+    }
+
+    /// Delete every blob behind the app's back (bytes lost while the metadata stays).
+    pub async fn lose_every_blob(&self) {
+        for key in self.blob_store.keys().await.unwrap() {
+            self.blob_store.delete(&key).await.unwrap();
+        }
     }
 
     pub fn api(&self, path: &str) -> String {
