@@ -603,11 +603,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// Queue a message.
     async fn enqueue_mail(&self, mail: NewMail) -> StoreResult<()>;
-    /// Messages due for delivery.
-    async fn due_mail(&self, now: Millis, limit: u32) -> StoreResult<Vec<MailRecord>>;
-    /// Mark a message delivered.
+    /// Claim up to `limit` messages due at `now` (unsent, their next attempt come and any
+    /// earlier claim's lease over) until `lease_until`, oldest due first: no other claim
+    /// returns them before the lease ends, so several senders never pick the same message,
+    /// and one that dies mid-send leaves it to be claimed again afterwards.
+    async fn claim_mail(
+        &self,
+        now: Millis,
+        lease_until: Millis,
+        limit: u32,
+    ) -> StoreResult<Vec<MailRecord>>;
+    /// Mark a message delivered (its claim ends).
     async fn mark_mail_sent(&self, id: &str, now: Millis) -> StoreResult<()>;
-    /// Record a failed attempt and when to retry.
+    /// Record a failed attempt and when to retry (its claim ends).
     async fn mark_mail_failed(
         &self,
         id: &str,

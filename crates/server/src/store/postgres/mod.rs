@@ -50,6 +50,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0003_create_objects",
         include_str!("../../../migrations/postgres/0003_create_objects.sql"),
     ),
+    (
+        4,
+        "0004_add_mail_leases",
+        include_str!("../../../migrations/postgres/0004_add_mail_leases.sql"),
+    ),
 ];
 
 /// Key of the advisory lock that serialises migrations and index changes across nodes
@@ -500,26 +505,53 @@ impl Store for PostgresStore {
         insert_mail(&mut conn, &mail).await
     }
 
-    async fn due_mail(&self, now: Millis, limit: u32) -> StoreResult<Vec<MailRecord>> {
-        // A read, as on SQLite: the trait has no claim to hold, so `FOR UPDATE SKIP LOCKED`
-        // would release its locks as soon as this statement ends (see docs/PROGRESS.md).
+    async fn claim_mail(
+        &self,
+        now: Millis,
+        lease_until: Millis,
+        limit: u32,
+    ) -> StoreResult<Vec<MailRecord>> {
+        // `SKIP LOCKED`: a claim running at the same time on another node takes other rows
+        // instead of waiting for these and then re-reading them as claimed.
         let found = query(
-            "SELECT * FROM mail_outbox WHERE sent_at IS NULL AND next_attempt_at <= $1
-             ORDER BY next_attempt_at ASC, seq ASC LIMIT $2",
+            "WITH due AS (
+                 SELECT id FROM mail_outbox
+                 WHERE sent_at IS NULL AND next_attempt_at <= $1
+                   AND (claimed_until IS NULL OR claimed_until <= $1)
+                 ORDER BY next_attempt_at ASC, seq ASC LIMIT $3
+                 FOR UPDATE SKIP LOCKED)
+             UPDATE mail_outbox SET claimed_until = $2 FROM due WHERE mail_outbox.id = due.id
+             RETURNING mail_outbox.*",
         )
         .bind(now)
+        .bind(lease_until)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
-        rows(&found, mail_from_row)
+        let mut claimed = found
+            .iter()
+            .map(|row| {
+                Ok((
+                    get::<i64>(row, "next_attempt_at")?,
+                    get::<i64>(row, "seq")?,
+                    mail_from_row(row)?,
+                ))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        // RETURNING gives rows in no particular order.
+        claimed.sort_by_key(|(due, seq, _)| (*due, *seq));
+        Ok(claimed.into_iter().map(|(_, _, mail)| mail).collect())
     }
 
     async fn mark_mail_sent(&self, id: &str, now: Millis) -> StoreResult<()> {
         self.execute(
-            query("UPDATE mail_outbox SET sent_at = $2, attempts = attempts + 1 WHERE id = $1")
-                .bind(id)
-                .bind(now),
+            query(
+                "UPDATE mail_outbox SET sent_at = $2, attempts = attempts + 1, claimed_until = NULL
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(now),
         )
         .await?;
         Ok(())
@@ -533,7 +565,8 @@ impl Store for PostgresStore {
     ) -> StoreResult<()> {
         self.execute(
             query(
-                "UPDATE mail_outbox SET attempts = attempts + 1, next_attempt_at = $2, last_error = $3
+                "UPDATE mail_outbox SET attempts = attempts + 1, next_attempt_at = $2, last_error = $3,
+                     claimed_until = NULL
                  WHERE id = $1",
             )
             .bind(id)
