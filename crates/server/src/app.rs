@@ -51,9 +51,14 @@ pub struct App {
 /// is set, else (creating if needed) the data directory's SQLite file.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     if let Some(url) = config.postgres_url() {
-        let store = PostgresStore::open(url, config.database.max_connections)
-            .await
-            .context("opening the PostgreSQL database (database.url)")?;
+        let timeout = Duration::from_millis(config.database.statement_timeout_ms);
+        let store = PostgresStore::open_with_timeout(
+            url,
+            config.database.max_connections,
+            Some(timeout).filter(|t| !t.is_zero()),
+        )
+        .await
+        .context("opening the PostgreSQL database (database.url)")?;
         return Ok(Arc::new(store));
     }
     std::fs::create_dir_all(&config.data_dir)

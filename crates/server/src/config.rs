@@ -83,6 +83,9 @@ pub struct DatabaseConfig {
     pub url: SecretString,
     /// Most PostgreSQL connections this node opens.
     pub max_connections: u32,
+    /// PostgreSQL cancels a statement of a request that runs longer than this (0: never);
+    /// migrations and index builds are exempt.
+    pub statement_timeout_ms: u64,
     /// Fields of other users' `users` objects that signed-in users and anonymous callers see.
     #[serde(deserialize_with = "comma_list")]
     pub users_public_fields: Vec<String>,
@@ -95,6 +98,7 @@ impl Default for DatabaseConfig {
         Self {
             url: SecretString::from(""),
             max_connections: 10,
+            statement_timeout_ms: 5000,
             users_public_fields: vec!["name".into(), "profilePicture".into()],
             models: Vec::new(),
         }

@@ -64,6 +64,9 @@ pub enum AuthError {
     /// The hashing pool is saturated.
     #[error("server busy")]
     Busy,
+    /// The database cancelled a statement that ran past `database.statement_timeout_ms`.
+    #[error("The database took too long to answer.")]
+    TimedOut,
     /// The database failed; logged, answered 503.
     #[error("database unavailable: {0}")]
     Unavailable(String),
@@ -74,6 +77,9 @@ pub enum AuthError {
 
 impl From<StoreError> for AuthError {
     fn from(err: StoreError) -> Self {
+        if matches!(err, StoreError::TimedOut) {
+            return Self::TimedOut;
+        }
         match std::error::Error::source(&err) {
             Some(cause) => Self::Unavailable(format!("{err}: {cause}")),
             None => Self::Unavailable(err.to_string()),

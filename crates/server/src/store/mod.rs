@@ -30,6 +30,9 @@ pub enum StoreError {
         /// The constrained column, e.g. `email`.
         constraint: String,
     },
+    /// The database cancelled a statement that ran longer than its time limit.
+    #[error("the statement ran longer than the database's time limit")]
+    TimedOut,
     /// The database failed (I/O, corruption, unavailable).
     #[error("database error")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),

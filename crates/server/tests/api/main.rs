@@ -18,4 +18,5 @@ mod sign_up;
 mod site;
 mod storage_lists;
 mod storage_transfers;
+mod timeouts;
 mod transport;

@@ -76,9 +76,18 @@ fn backend(err: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::Backend(Box::new(err))
 }
 
+/// SQLSTATE `query_canceled`: `statement_timeout` (or an operator) cancelled the statement.
+const QUERY_CANCELED: &str = "57014";
+
 /// Unique violations become `Conflict` named as the SQLite backend names them (`email` for
-/// the address, `unique` otherwise); everything else `Backend`.
+/// the address, `unique` otherwise), cancelled statements `TimedOut`; everything else
+/// `Backend`.
 fn db_error(err: sqlx_core::Error) -> StoreError {
+    if let sqlx_core::Error::Database(db) = &err
+        && db.code().as_deref() == Some(QUERY_CANCELED)
+    {
+        return StoreError::TimedOut;
+    }
     if let sqlx_core::Error::Database(db) = &err
         && db.is_unique_violation()
     {
@@ -95,11 +104,35 @@ fn db_error(err: sqlx_core::Error) -> StoreError {
 }
 
 impl PostgresStore {
-    /// Connect with a pool of at most `max_connections` and apply pending migrations.
+    /// Connect with a pool of at most `max_connections` and apply pending migrations; no
+    /// statement time limit (operator tools).
     pub async fn open(url: &str, max_connections: u32) -> StoreResult<Self> {
+        Self::open_with_timeout(url, max_connections, None).await
+    }
+
+    /// As [`open`](Self::open), every connection cancelling statements that run longer than
+    /// `statement_timeout` (`StoreError::TimedOut`). Migrations and index builds lift it for
+    /// their own transaction.
+    pub async fn open_with_timeout(
+        url: &str,
+        max_connections: u32,
+        statement_timeout: Option<Duration>,
+    ) -> StoreResult<Self> {
+        let timeout_ms = statement_timeout.map_or(0, |t| t.as_millis());
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if timeout_ms > 0 {
+                        query("SELECT set_config('statement_timeout', $1, false)")
+                            .bind(timeout_ms.to_string())
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(url)
             .await
             .map_err(db_error)?;
@@ -112,6 +145,7 @@ impl PostgresStore {
     /// holding an advisory lock: a node starting meanwhile waits, then finds them applied.
     async fn migrate(&self) -> StoreResult<()> {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
+        lift_statement_timeout(&mut tx).await?;
         query("SELECT pg_advisory_xact_lock($1)")
             .bind(SCHEMA_LOCK)
             .execute(&mut *tx)
@@ -158,6 +192,16 @@ impl PostgresStore {
         }
         tx.commit().await.map_err(db_error)
     }
+}
+
+/// Schema changes may take long on large tables (and wait for the lock of a node migrating
+/// meanwhile): no statement time limit for the rest of this transaction.
+async fn lift_statement_timeout(conn: &mut sqlx_postgres::PgConnection) -> StoreResult<()> {
+    query("SELECT set_config('statement_timeout', '0', true)")
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    Ok(())
 }
 
 fn get<'r, T>(row: &'r PgRow, column: &str) -> StoreResult<T>

@@ -226,6 +226,7 @@ pub(super) async fn ensure_indexes(
     }
     let wanted: Vec<String> = indexes.iter().map(|(m, p)| index_name(m, p)).collect();
     let mut tx = pool.begin().await.map_err(db_error)?;
+    super::lift_statement_timeout(&mut tx).await?;
     // Nodes starting at once take turns.
     query("SELECT pg_advisory_xact_lock($1)")
         .bind(SCHEMA_LOCK)
