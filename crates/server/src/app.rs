@@ -70,6 +70,16 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     Ok(Arc::new(store))
 }
 
+/// The rate limits: counted in the store when it is shared by several nodes (PostgreSQL),
+/// else in this process.
+pub fn rate_limiter(config: &Config, store: &Arc<dyn Store>, clock: &SharedClock) -> RateLimiter {
+    let rules = config.rate_limits.clone();
+    match store.shared_counters() {
+        Some(counters) => RateLimiter::with_counters(rules, clock.clone(), counters),
+        None => RateLimiter::new(rules, clock.clone()),
+    }
+}
+
 /// The account service over a store (also used by the operator CLI).
 pub fn auth_service(
     config: &Config,
@@ -128,7 +138,7 @@ impl App {
         let client_key = ensure_client_key(&store, &clock).await?;
         let keys = Arc::new(ClientKeys::new(config.client_keys.clone()));
         keys.refresh(&store).await?;
-        let limits = Arc::new(RateLimiter::new(config.rate_limits.clone(), clock.clone()));
+        let limits = Arc::new(rate_limiter(&config, &store, &clock));
         let mail_queue = MailQueue::default();
         let auth = auth_service(
             &config,
@@ -246,10 +256,13 @@ impl App {
                     tracing::warn!(error = %err, "refreshing client keys failed");
                 }
                 rounds += 1;
-                if rounds.is_multiple_of(120)
-                    && let Err(err) = state.auth.purge_expired_sessions().await
-                {
-                    tracing::warn!(error = %err, "purging expired sessions failed");
+                if rounds.is_multiple_of(120) {
+                    if let Err(err) = state.auth.purge_expired_sessions().await {
+                        tracing::warn!(error = %err, "purging expired sessions failed");
+                    }
+                    if let Err(err) = state.limits.prune().await {
+                        tracing::warn!(error = %err, "pruning rate-limit counters failed");
+                    }
                 }
             }
         });

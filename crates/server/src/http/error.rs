@@ -276,6 +276,12 @@ impl From<crate::limits::RetryAfter> for ApiError {
     }
 }
 
+impl From<crate::limits::LimitError> for ApiError {
+    fn from(err: crate::limits::LimitError) -> Self {
+        AuthError::from(err).into()
+    }
+}
+
 impl From<crate::store::StoreError> for ApiError {
     fn from(err: crate::store::StoreError) -> Self {
         AuthError::from(err).into()

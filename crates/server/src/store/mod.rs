@@ -4,12 +4,14 @@
 //! is, the store makes it atomic. Nothing above this module sees SQL or a database driver.
 
 #[cfg(test)]
-mod conformance;
+pub(crate) mod conformance;
+mod counters;
 pub mod pg_filter;
 mod postgres;
 pub mod sql_filter;
 mod sqlite;
 
+pub use counters::{BucketTake, FailureRule, FailureState, RateCounters, Refused};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -733,4 +735,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the database answers.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// Rate-limit counters kept in this store for every node that shares it; `None` (the
+    /// default) keeps them in each process.
+    fn shared_counters(&self) -> Option<std::sync::Arc<dyn RateCounters>> {
+        None
+    }
 }

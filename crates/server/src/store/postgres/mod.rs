@@ -7,6 +7,7 @@
 //! in `sql.rs`, their filters and sorts compiled by `store/pg_filter.rs`.
 
 mod accounts;
+mod counters;
 mod objects;
 mod sql;
 mod storage;
@@ -54,6 +55,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         4,
         "0004_add_mail_leases",
         include_str!("../../../migrations/postgres/0004_add_mail_leases.sql"),
+    ),
+    (
+        5,
+        "0005_create_rate_counters",
+        include_str!("../../../migrations/postgres/0005_create_rate_counters.sql"),
     ),
 ];
 
@@ -826,6 +832,12 @@ impl Store for PostgresStore {
             .await
             .map_err(db_error)?;
         Ok(())
+    }
+
+    fn shared_counters(&self) -> Option<std::sync::Arc<dyn super::RateCounters>> {
+        Some(std::sync::Arc::new(counters::PgCounters::new(
+            self.pool.clone(),
+        )))
     }
 }
 

@@ -30,6 +30,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0002_create_storage.sql"),
     include_str!("../../../migrations/sqlite/0003_create_objects.sql"),
     include_str!("../../../migrations/sqlite/0004_add_mail_leases.sql"),
+    include_str!("../../../migrations/sqlite/0005_create_rate_counters.sql"),
 ];
 
 /// Most units of work committed together.
