@@ -8,6 +8,7 @@ mod computations;
 mod db;
 mod files;
 mod links;
+mod nodes;
 mod passwords;
 mod queries;
 mod rate_limits;

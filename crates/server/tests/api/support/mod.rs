@@ -37,18 +37,32 @@ impl Drop for TestApp {
 }
 
 /// A PostgreSQL database for one app, dropped (with its connections) when this is dropped.
-struct TestDatabase {
+pub struct TestDatabase {
     admin_url: String,
     name: String,
+    /// URL of this database.
+    pub url: String,
+}
+
+/// Whether the suite runs on PostgreSQL (`BASALT_TEST_API_POSTGRES=1`).
+pub fn on_postgres() -> bool {
+    std::env::var("BASALT_TEST_API_POSTGRES").as_deref() == Ok("1")
 }
 
 impl TestDatabase {
     /// A fresh database when `BASALT_TEST_API_POSTGRES=1`, with its URL.
     async fn wanted() -> Option<(Self, String)> {
-        use sqlx_core::connection::Connection;
-        if std::env::var("BASALT_TEST_API_POSTGRES").as_deref() != Ok("1") {
+        if !on_postgres() {
             return None;
         }
+        let database = Self::create().await;
+        let url = database.url.clone();
+        Some((database, url))
+    }
+
+    /// `basalt_test_<random>` on the server of `BASALT_TEST_POSTGRES_URL`.
+    pub async fn create() -> Self {
+        use sqlx_core::connection::Connection;
         let admin_url = std::env::var("BASALT_TEST_POSTGRES_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
         let name = format!("basalt_test_{:016x}", rand::random::<u64>());
@@ -62,7 +76,11 @@ impl TestDatabase {
         admin.close().await.unwrap();
         let mut url = url::Url::parse(&admin_url).unwrap();
         url.set_path(&name);
-        Some((Self { admin_url, name }, url.to_string()))
+        Self {
+            admin_url,
+            name,
+            url: url.to_string(),
+        }
     }
 }
 
