@@ -111,11 +111,16 @@ pub async fn ensure_client_key(
     if let Some(key) = keys.into_iter().find(|k| k.revoked_at.is_none()) {
         return Ok(key.key);
     }
-    let key = generate_key();
     store
-        .insert_client_key(&key, "default", clock.now())
+        .insert_client_key(&generate_key(), "default", clock.now())
         .await?;
-    Ok(key)
+    // Nodes starting at once on an empty database may each have created one: all of them
+    // work, and every node prints (and serves to apps) the first.
+    let keys = store.client_keys().await?;
+    keys.into_iter()
+        .find(|k| k.revoked_at.is_none())
+        .map(|k| k.key)
+        .context("the client key just created is missing")
 }
 
 impl App {
