@@ -7,9 +7,9 @@
 # PostgreSQL: BASALT_TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/test) must
 # accept connections; each test creates and drops a database `basalt_test_<random>` there.
 #
-# S3: the HTTP tests run once more with every app's files in a fresh bucket of moto's S3
-# server (scripts/s3-test-server.sh installs it into a Python venv), started here on a free
-# loopback port and stopped on exit.
+# S3: the HTTP tests run once more on PostgreSQL with every app's files in a fresh bucket of
+# moto's S3 server (scripts/s3-test-server.sh installs it into a Python venv), started here on
+# a free loopback port and stopped on exit: the scale-out setup, three-node test included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -74,7 +74,7 @@ cargo test --locked
 step "HTTP tests again with every app on PostgreSQL"
 BASALT_TEST_API_POSTGRES=1 cargo test --locked --test api
 
-step "HTTP tests again with every app's files on S3 (moto's server on loopback)"
+step "HTTP tests again on PostgreSQL with every app's files on S3 (moto's server on loopback)"
 moto_server=$(scripts/s3-test-server.sh install)
 s3_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 mkdir -p target
@@ -87,7 +87,7 @@ for _ in $(seq 60); do
   kill -0 "$s3_pid" 2>/dev/null || { cat target/s3-test-server.log >&2; exit 1; }
   sleep 0.5
 done
-BASALT_TEST_API_S3="$s3_url" cargo test --locked --test api
+BASALT_TEST_API_POSTGRES=1 BASALT_TEST_API_S3="$s3_url" cargo test --locked --test api
 kill "$s3_pid" 2>/dev/null || true
 wait "$s3_pid" 2>/dev/null || true
 trap - EXIT

@@ -71,9 +71,14 @@ pub async fn open_blobs(config: &Config) -> anyhow::Result<Blobs> {
 /// is set, else (creating if needed) the data directory's SQLite file.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     if let Some(url) = config.postgres_url() {
-        let store = PostgresStore::open(url, config.database.max_connections)
-            .await
-            .context("opening the PostgreSQL database (database.url)")?;
+        let timeout = Duration::from_millis(config.database.statement_timeout_ms);
+        let store = PostgresStore::open_with_timeout(
+            url,
+            config.database.max_connections,
+            Some(timeout).filter(|t| !t.is_zero()),
+        )
+        .await
+        .context("opening the PostgreSQL database (database.url)")?;
         return Ok(Arc::new(store));
     }
     std::fs::create_dir_all(&config.data_dir)
@@ -83,6 +88,16 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         .await
         .with_context(|| format!("opening {}", path.display()))?;
     Ok(Arc::new(store))
+}
+
+/// The rate limits: counted in the store when it is shared by several nodes (PostgreSQL),
+/// else in this process.
+pub fn rate_limiter(config: &Config, store: &Arc<dyn Store>, clock: &SharedClock) -> RateLimiter {
+    let rules = config.rate_limits.clone();
+    match store.shared_counters() {
+        Some(counters) => RateLimiter::with_counters(rules, clock.clone(), counters),
+        None => RateLimiter::new(rules, clock.clone()),
+    }
 }
 
 /// The account service over a store (also used by the operator CLI).
@@ -116,11 +131,16 @@ pub async fn ensure_client_key(
     if let Some(key) = keys.into_iter().find(|k| k.revoked_at.is_none()) {
         return Ok(key.key);
     }
-    let key = generate_key();
     store
-        .insert_client_key(&key, "default", clock.now())
+        .insert_client_key(&generate_key(), "default", clock.now())
         .await?;
-    Ok(key)
+    // Nodes starting at once on an empty database may each have created one: all of them
+    // work, and every node prints (and serves to apps) the first.
+    let keys = store.client_keys().await?;
+    keys.into_iter()
+        .find(|k| k.revoked_at.is_none())
+        .map(|k| k.key)
+        .context("the client key just created is missing")
 }
 
 impl App {
@@ -143,7 +163,7 @@ impl App {
         let client_key = ensure_client_key(&store, &clock).await?;
         let keys = Arc::new(ClientKeys::new(config.client_keys.clone()));
         keys.refresh(&store).await?;
-        let limits = Arc::new(RateLimiter::new(config.rate_limits.clone(), clock.clone()));
+        let limits = Arc::new(rate_limiter(&config, &store, &clock));
         let mail_queue = MailQueue::default();
         let auth = auth_service(
             &config,
@@ -270,10 +290,13 @@ impl App {
                     tracing::warn!(error = %err, "refreshing client keys failed");
                 }
                 rounds += 1;
-                if rounds.is_multiple_of(120)
-                    && let Err(err) = state.auth.purge_expired_sessions().await
-                {
-                    tracing::warn!(error = %err, "purging expired sessions failed");
+                if rounds.is_multiple_of(120) {
+                    if let Err(err) = state.auth.purge_expired_sessions().await {
+                        tracing::warn!(error = %err, "purging expired sessions failed");
+                    }
+                    if let Err(err) = state.limits.prune().await {
+                        tracing::warn!(error = %err, "pruning rate-limit counters failed");
+                    }
                 }
             }
         });

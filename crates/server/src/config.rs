@@ -184,6 +184,9 @@ pub struct DatabaseConfig {
     pub url: SecretString,
     /// Most PostgreSQL connections this node opens.
     pub max_connections: u32,
+    /// PostgreSQL cancels a statement of a request that runs longer than this (0: never);
+    /// migrations and index builds are exempt.
+    pub statement_timeout_ms: u64,
     /// Fields of other users' `users` objects that signed-in users and anonymous callers see.
     #[serde(deserialize_with = "comma_list")]
     pub users_public_fields: Vec<String>,
@@ -196,6 +199,7 @@ impl Default for DatabaseConfig {
         Self {
             url: SecretString::from(""),
             max_connections: 10,
+            statement_timeout_ms: 5000,
             users_public_fields: vec!["name".into(), "profilePicture".into()],
             models: Vec::new(),
         }
@@ -241,6 +245,12 @@ pub struct SortedIndex {
     pub fields: Vec<String>,
     /// Sort keys: field paths, or `createdAt`, `updatedAt`, `_id`.
     pub sort: Vec<String>,
+}
+
+impl From<&str> for IndexConfig {
+    fn from(path: &str) -> Self {
+        Self::Field(path.into())
+    }
 }
 
 impl IndexConfig {

@@ -17,7 +17,7 @@ use self::password::{HashError, PasswordHasher, PasswordPolicy, Verified, WeakPa
 use self::token::{Secret, hash_secret, new_id, new_secret, parse_session_handle};
 use crate::clock::SharedClock;
 use crate::config::AuthConfig;
-use crate::limits::{Limit, RateLimiter, RetryAfter};
+use crate::limits::{Limit, LimitError, RateLimiter, RetryAfter};
 use crate::mail::MailQueue;
 use crate::mail::templates::{Template, Templates, Vars, describe_secs};
 use crate::store::{
@@ -64,6 +64,9 @@ pub enum AuthError {
     /// The hashing pool is saturated.
     #[error("server busy")]
     Busy,
+    /// The database cancelled a statement that ran past `database.statement_timeout_ms`.
+    #[error("The database took too long to answer.")]
+    TimedOut,
     /// The database failed; logged, answered 503.
     #[error("database unavailable: {0}")]
     Unavailable(String),
@@ -74,6 +77,9 @@ pub enum AuthError {
 
 impl From<StoreError> for AuthError {
     fn from(err: StoreError) -> Self {
+        if matches!(err, StoreError::TimedOut) {
+            return Self::TimedOut;
+        }
         match std::error::Error::source(&err) {
             Some(cause) => Self::Unavailable(format!("{err}: {cause}")),
             None => Self::Unavailable(err.to_string()),
@@ -93,6 +99,15 @@ impl From<HashError> for AuthError {
 impl From<RetryAfter> for AuthError {
     fn from(err: RetryAfter) -> Self {
         Self::RateLimited(err)
+    }
+}
+
+impl From<LimitError> for AuthError {
+    fn from(err: LimitError) -> Self {
+        match err {
+            LimitError::Limited(wait) => Self::RateLimited(wait),
+            LimitError::Unavailable(err) => err.into(),
+        }
     }
 }
 
@@ -381,11 +396,20 @@ impl AuthService {
     async fn answer_taken_sign_up(&self, user: NewUser) -> Result<Grant, AuthError> {
         let key = &user.email_key;
         let owner = self.deps.store.user_by_email(key).await?;
-        let limited = self.deps.limits.check_all(&[
-            (Limit::MailPerRecipientShort, key),
-            (Limit::MailPerRecipientLong, key),
-        ]);
-        if let (Some(owner), Ok(())) = (owner, limited) {
+        let limited = match self
+            .deps
+            .limits
+            .check_all(&[
+                (Limit::MailPerRecipientShort, key),
+                (Limit::MailPerRecipientLong, key),
+            ])
+            .await
+        {
+            Ok(()) => false,
+            Err(LimitError::Limited(_)) => true,
+            Err(LimitError::Unavailable(err)) => return Err(err.into()),
+        };
+        if let (Some(owner), false) = (owner, limited) {
             let mail = self.render(Template::SignupAttempt, &owner.email, "", 0, user.now);
             self.deps.store.enqueue_mail(mail).await?;
             self.deps.mail_queue.wake();
@@ -418,12 +442,12 @@ impl AuthService {
         let email = EmailAddress::parse(email)
             .map_err(|_| AuthError::Validation(vec![bad_email("email")]))?;
         let key = email.key();
-        self.deps.limits.sign_in_allowed(&key)?;
+        self.deps.limits.sign_in_allowed(&key).await?;
         let user = self.deps.store.user_by_email(&key).await?;
         let stored = user.as_ref().and_then(|u| u.password_hash.as_deref());
         let rehash = match self.hasher.verify(password, stored).await? {
             Verified::No => {
-                self.deps.limits.sign_in_failed(&key);
+                self.deps.limits.sign_in_failed(&key).await?;
                 return Err(AuthError::InvalidCredentials);
             }
             Verified::Yes { rehash } => rehash,
@@ -434,7 +458,7 @@ impl AuthService {
         if self.config.email_verification && !user.email_verified {
             return Err(AuthError::EmailNotVerified);
         }
-        self.deps.limits.sign_in_succeeded(&key);
+        self.deps.limits.sign_in_succeeded(&key).await?;
         let now = self.now();
         let (session, token) = self.new_session(&user.id, user_agent, now);
         self.deps.store.record_sign_in(session, rehash).await?;
@@ -548,10 +572,13 @@ impl AuthService {
         let email = EmailAddress::parse(email)
             .map_err(|_| AuthError::Validation(vec![bad_email("email")]))?;
         let key = email.key();
-        self.deps.limits.check_all(&[
-            (Limit::MailPerRecipientShort, &key),
-            (Limit::MailPerRecipientLong, &key),
-        ])?;
+        self.deps
+            .limits
+            .check_all(&[
+                (Limit::MailPerRecipientShort, &key),
+                (Limit::MailPerRecipientLong, &key),
+            ])
+            .await?;
         let Some(user) = self.deps.store.user_by_email(&key).await? else {
             return Ok(());
         };
@@ -738,10 +765,13 @@ impl AuthService {
                 Err(err) => return Err(err.into()),
             }
         }
-        self.deps.limits.check_all(&[
-            (Limit::MailPerRecipientShort, &key),
-            (Limit::MailPerRecipientLong, &key),
-        ])?;
+        self.deps
+            .limits
+            .check_all(&[
+                (Limit::MailPerRecipientShort, &key),
+                (Limit::MailPerRecipientLong, &key),
+            ])
+            .await?;
         let (token, mail) = self.link(
             LinkKind::ChangeEmail,
             &caller.user.id,
@@ -756,18 +786,18 @@ impl AuthService {
 
     async fn check_password(&self, user: &UserRecord, password: &str) -> Result<(), AuthError> {
         let key = user.email.to_lowercase();
-        self.deps.limits.sign_in_allowed(&key)?;
+        self.deps.limits.sign_in_allowed(&key).await?;
         match self
             .hasher
             .verify(password, user.password_hash.as_deref())
             .await?
         {
             Verified::Yes { .. } => {
-                self.deps.limits.sign_in_succeeded(&key);
+                self.deps.limits.sign_in_succeeded(&key).await?;
                 Ok(())
             }
             Verified::No => {
-                self.deps.limits.sign_in_failed(&key);
+                self.deps.limits.sign_in_failed(&key).await?;
                 Err(AuthError::InvalidCredentials)
             }
         }

@@ -66,6 +66,9 @@ pub enum FileError {
         /// What is wrong.
         message: String,
     },
+    /// The database cancelled a statement that ran past `database.statement_timeout_ms`.
+    #[error("The database took too long to answer.")]
+    TimedOut,
     /// Storage failed.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
@@ -73,6 +76,9 @@ pub enum FileError {
 
 impl From<StoreError> for FileError {
     fn from(err: StoreError) -> Self {
+        if matches!(err, StoreError::TimedOut) {
+            return Self::TimedOut;
+        }
         Self::Unavailable(format!("{err}: {:?}", std::error::Error::source(&err)))
     }
 }

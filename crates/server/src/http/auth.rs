@@ -57,7 +57,10 @@ async fn sign_up(
     UserAgent(agent): UserAgent,
     ApiJson(body): ApiJson<SignUpRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    state.limits.check(Limit::AuthPerIp, &ip.to_string())?;
+    state
+        .limits
+        .check(Limit::AuthPerIp, &ip.to_string())
+        .await?;
     let grant = state
         .auth
         .sign_up(SignUp {
@@ -82,7 +85,10 @@ async fn sign_in(
     UserAgent(agent): UserAgent,
     ApiJson(body): ApiJson<SignInRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    state.limits.check(Limit::AuthPerIp, &ip.to_string())?;
+    state
+        .limits
+        .check(Limit::AuthPerIp, &ip.to_string())
+        .await?;
     let email = required(body.email, "email")?;
     let password = required(body.password, "password")?;
     let grant = state
@@ -97,7 +103,10 @@ async fn send_magic_link(
     ClientIp(ip): ClientIp,
     query: RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    state.limits.check(Limit::MailPerIp, &ip.to_string())?;
+    state
+        .limits
+        .check(Limit::MailPerIp, &ip.to_string())
+        .await?;
     state.auth.send_magic_link(query.require("email")?).await?;
     Ok(done())
 }
@@ -107,7 +116,10 @@ async fn resend_verification(
     ClientIp(ip): ClientIp,
     query: RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    state.limits.check(Limit::MailPerIp, &ip.to_string())?;
+    state
+        .limits
+        .check(Limit::MailPerIp, &ip.to_string())
+        .await?;
     state
         .auth
         .resend_verification(query.require("email")?)
@@ -120,7 +132,10 @@ async fn send_password_reset(
     ClientIp(ip): ClientIp,
     query: RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    state.limits.check(Limit::MailPerIp, &ip.to_string())?;
+    state
+        .limits
+        .check(Limit::MailPerIp, &ip.to_string())
+        .await?;
     state
         .auth
         .send_password_reset(query.require("email")?)
@@ -134,7 +149,10 @@ async fn redeem_grant(
     UserAgent(agent): UserAgent,
     query: RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    state.limits.check(Limit::RedeemPerIp, &ip.to_string())?;
+    state
+        .limits
+        .check(Limit::RedeemPerIp, &ip.to_string())
+        .await?;
     let key = query.get("key").unwrap_or_default();
     let grant = state.auth.redeem_grant(key, agent.as_deref()).await?;
     Ok(Json(grant_json(&grant)))
@@ -152,7 +170,10 @@ async fn reset_password(
     query: RawQuery,
     ApiJson(body): ApiJson<ResetPasswordRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    state.limits.check(Limit::RedeemPerIp, &ip.to_string())?;
+    state
+        .limits
+        .check(Limit::RedeemPerIp, &ip.to_string())
+        .await?;
     let key = query.get("key").unwrap_or_default();
     let password = required(body.new_password, "newPassword")?;
     state.auth.reset_password(key, &password).await?;

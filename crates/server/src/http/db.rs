@@ -11,7 +11,6 @@ use serde_json::{Map, Value};
 use super::error::ApiError;
 use super::extract::{ApiJson, SessionHeader};
 use super::views::user_json;
-use crate::auth::Caller;
 use crate::profile::{ProfileError, UserView};
 use crate::records::{Computation, FieldUpdate, LookupSpec, QuerySpec, RecordError};
 use crate::state::AppState;
@@ -85,6 +84,7 @@ impl From<ProfileError> for ApiError {
             ProfileError::SystemField(field) | ProfileError::TooDeep(field) => {
                 ApiError::validation(&field, message)
             }
+            ProfileError::TimedOut => crate::auth::AuthError::TimedOut.into(),
             ProfileError::Unavailable(cause) => crate::auth::AuthError::Unavailable(cause).into(),
         }
     }
@@ -118,14 +118,10 @@ impl From<RecordError> for ApiError {
             RecordError::TooBroad(_) => {
                 ApiError::client(StatusCode::BAD_REQUEST, "query_too_broad", message)
             }
+            RecordError::TimedOut => crate::auth::AuthError::TimedOut.into(),
             RecordError::Unavailable(cause) => crate::auth::AuthError::Unavailable(cause).into(),
         }
     }
-}
-
-/// The caller for a read: a stale session reads as anonymous.
-async fn reader(state: &AppState, session: &SessionHeader) -> Option<Caller> {
-    session.caller(state).await.ok().flatten()
 }
 
 async fn get_object(
@@ -134,7 +130,7 @@ async fn get_object(
     ApiJson(body): ApiJson<ObjectRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let (model, id) = (body.model()?, body.id()?);
-    let caller = reader(&state, &session).await;
+    let caller = session.reader(&state).await?;
     let caller_id = caller.as_ref().map(|c| c.user.id.as_str());
     if model == "users" {
         return Ok(Json(match state.profile.get(caller_id, id).await? {
@@ -301,7 +297,7 @@ async fn get_list(
     session: SessionHeader,
     ApiJson(body): ApiJson<QueryRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = reader(&state, &session).await;
+    let caller = session.reader(&state).await?;
     let caller_id = caller.as_ref().map(|c| c.user.id.as_str());
     let (objects, info) = list(&state, caller_id, &body, &body.spec(), body.wants_count()).await?;
     Ok(Json(match info {
@@ -315,7 +311,7 @@ async fn get_single(
     session: SessionHeader,
     ApiJson(body): ApiJson<QueryRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = reader(&state, &session).await;
+    let caller = session.reader(&state).await?;
     let caller_id = caller.as_ref().map(|c| c.user.id.as_str());
     let spec = QuerySpec {
         limit: Some(1),
@@ -421,7 +417,7 @@ async fn get_random(
     session: SessionHeader,
     ApiJson(body): ApiJson<QueryRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = reader(&state, &session).await;
+    let caller = session.reader(&state).await?;
     let caller_id = caller.as_ref().map(|c| c.user.id.as_str());
     let count = body.count.ok_or_else(|| ApiError::missing("count"))?;
     let objects = state
@@ -436,7 +432,7 @@ async fn compute(
     session: SessionHeader,
     ApiJson(body): ApiJson<QueryRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = reader(&state, &session).await;
+    let caller = session.reader(&state).await?;
     let caller_id = caller.as_ref().map(|c| c.user.id.as_str());
     let computations = body
         .computations

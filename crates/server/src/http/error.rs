@@ -247,6 +247,15 @@ impl From<AuthError> for ApiError {
                 "The server is busy. Please try again in a moment.",
             )
             .with_retry_after(1),
+            AuthError::TimedOut => {
+                tracing::warn!("a statement ran past database.statement_timeout_ms");
+                Self::client(
+                    S::SERVICE_UNAVAILABLE,
+                    "query_timeout",
+                    "The database took too long to answer. Narrow the query or try again.",
+                )
+                .with_retry_after(1)
+            }
             AuthError::Unavailable(cause) => {
                 tracing::error!(%cause, "database error");
                 Self::client(
@@ -264,6 +273,12 @@ impl From<AuthError> for ApiError {
 impl From<crate::limits::RetryAfter> for ApiError {
     fn from(wait: crate::limits::RetryAfter) -> Self {
         AuthError::RateLimited(wait).into()
+    }
+}
+
+impl From<crate::limits::LimitError> for ApiError {
+    fn from(err: crate::limits::LimitError) -> Self {
+        AuthError::from(err).into()
     }
 }
 

@@ -146,6 +146,19 @@ impl SessionHeader {
             Some(token) => Ok(Some(state.auth.authenticate(token).await?)),
         }
     }
+
+    /// The caller for a read: an unknown, expired or revoked session reads as anonymous; a
+    /// database failure is an error, never a silent downgrade to anonymous.
+    pub async fn reader(&self, state: &AppState) -> Result<Option<Caller>, ApiError> {
+        let Some(token) = &self.0 else {
+            return Ok(None);
+        };
+        match state.auth.authenticate(token).await {
+            Ok(caller) => Ok(Some(caller)),
+            Err(crate::auth::AuthError::InvalidSession) => Ok(None),
+            Err(err) => Err(err.into()),
+        }
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for SessionHeader {

@@ -8,7 +8,7 @@ use axum::routing::get;
 
 use super::extract::{ClientIp, RawQuery};
 use crate::auth::{LinkError, LinkKind};
-use crate::limits::Limit;
+use crate::limits::{Limit, LimitError};
 use crate::state::AppState;
 
 /// The landing routes.
@@ -43,9 +43,21 @@ async fn land(
     kind: LinkKind,
 ) -> Response {
     let redirect = &state.settings.redirect_url;
-    if let Err(wait) = state.limits.check(Limit::RedeemPerIp, &ip.to_string()) {
-        let message = format!("Too many attempts. Try again in {} seconds.", wait.0);
-        return found(redirect_url(redirect, 429, kind, Err(&message)));
+    match state
+        .limits
+        .check(Limit::RedeemPerIp, &ip.to_string())
+        .await
+    {
+        Ok(()) => {}
+        Err(LimitError::Limited(wait)) => {
+            let message = format!("Too many attempts. Try again in {} seconds.", wait.0);
+            return found(redirect_url(redirect, 429, kind, Err(&message)));
+        }
+        Err(LimitError::Unavailable(cause)) => {
+            tracing::error!(error = %cause, "reading the rate limits of an emailed link failed");
+            let message = LinkError::Internal(cause.into()).to_string();
+            return found(redirect_url(redirect, 500, kind, Err(&message)));
+        }
     }
     let token = query.get("token").unwrap_or_default();
     let target = match state.auth.open_link(kind, token).await {

@@ -116,7 +116,7 @@ async fn require_client_key(State(state): State<AppState>, req: Request, next: N
         )
         .into_response();
     }
-    if !state.keys.is_valid(key) {
+    if !state.keys.accepts(key, &state.store).await {
         return ApiError::client(
             StatusCode::UNAUTHORIZED,
             "invalid_client_key",

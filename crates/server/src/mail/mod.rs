@@ -1,8 +1,9 @@
 //! Outgoing mail: templates, transports and the background sender that drains the outbox.
 //!
 //! Every message is first written to the `mail_outbox` table, in the same transaction as the
-//! token it carries. The sender delivers due messages and retries failures with backoff, so
-//! nothing is lost when the transport or the process goes away.
+//! token it carries. The sender claims due messages for a lease, delivers them and retries
+//! failures with backoff, so nothing is lost when the transport or the process goes away, and
+//! senders on several nodes never deliver the same message twice while its lease runs.
 
 mod smtp;
 pub mod templates;
@@ -56,6 +57,21 @@ pub fn backoff(attempts: u32) -> Duration {
     Duration::from_secs(secs)
 }
 
+/// How long a claim keeps a message from other senders.
+pub const LEASE: Duration = Duration::from_secs(60);
+
+/// A claimed message is delivered only while this much of its lease is left; later ones wait
+/// for the lease to end and are claimed again, so a slow transport never delivers a message
+/// another sender may have claimed meanwhile.
+const LEASE_MARGIN: Duration = Duration::from_secs(30);
+
+/// Messages claimed at once.
+const BATCH: u32 = 32;
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
 /// The background sender: drains due messages until `stop` fires.
 pub async fn run_sender(
     store: Arc<dyn Store>,
@@ -65,15 +81,20 @@ pub async fn run_sender(
     stop: CancellationToken,
 ) {
     loop {
-        let batch = match store.due_mail(clock.now(), 32).await {
+        let claimed_at = clock.now();
+        let lease_until = claimed_at + millis(LEASE);
+        let batch = match store.claim_mail(claimed_at, lease_until, BATCH).await {
             Ok(batch) => batch,
             Err(err) => {
-                tracing::warn!(error = %err, "reading the mail outbox failed");
+                tracing::warn!(error = %err, "claiming mail from the outbox failed");
                 Vec::new()
             }
         };
-        let full = batch.len() == 32;
+        let full = batch.len() == BATCH as usize;
         for mail in batch {
+            if clock.now() > lease_until - millis(LEASE_MARGIN) {
+                break;
+            }
             match transport.deliver(&mail).await {
                 Ok(()) => {
                     if let Err(err) = store.mark_mail_sent(&mail.id, clock.now()).await {
@@ -82,7 +103,7 @@ pub async fn run_sender(
                 }
                 Err(reason) => {
                     let delay = backoff(mail.attempts + 1);
-                    let next = clock.now() + i64::try_from(delay.as_millis()).unwrap_or(600_000);
+                    let next = clock.now() + millis(delay);
                     tracing::warn!(mail = %mail.id, attempts = mail.attempts + 1, retry_in_s = delay.as_secs(), %reason, "mail delivery failed");
                     if let Err(err) = store.mark_mail_failed(&mail.id, next, &reason).await {
                         tracing::warn!(error = %err, mail = %mail.id, "recording a mail failure failed");

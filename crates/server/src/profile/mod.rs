@@ -44,6 +44,9 @@ pub enum ProfileError {
     /// A value nests too deeply.
     #[error("{0} nests deeper than {MAX_DEPTH} levels")]
     TooDeep(String),
+    /// The database cancelled a statement that ran past `database.statement_timeout_ms`.
+    #[error("The database took too long to answer.")]
+    TimedOut,
     /// Storage failed.
     #[error("database unavailable: {0}")]
     Unavailable(String),
@@ -51,6 +54,9 @@ pub enum ProfileError {
 
 impl From<StoreError> for ProfileError {
     fn from(err: StoreError) -> Self {
+        if matches!(err, StoreError::TimedOut) {
+            return Self::TimedOut;
+        }
         Self::Unavailable(format!("{err}: {:?}", std::error::Error::source(&err)))
     }
 }

@@ -62,6 +62,9 @@ pub enum RecordError {
         "The query reads more than {0} objects to filter on looked-up fields; add conditions on the model's own fields."
     )]
     TooBroad(u64),
+    /// The database cancelled a statement that ran past `database.statement_timeout_ms`.
+    #[error("The database took too long to answer.")]
+    TimedOut,
     /// Storage failed.
     #[error("database unavailable: {0}")]
     Unavailable(String),
@@ -71,6 +74,7 @@ impl From<StoreError> for RecordError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Conflict { constraint } => Self::NotUnique(constraint),
+            StoreError::TimedOut => Self::TimedOut,
             other => Self::Unavailable(format!("{other}: {:?}", std::error::Error::source(&other))),
         }
     }

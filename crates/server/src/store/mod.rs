@@ -5,13 +5,15 @@
 //! `copy` moves a SQLite installation into PostgreSQL (`basalt migrate --from --to`).
 
 #[cfg(test)]
-mod conformance;
+pub(crate) mod conformance;
 pub mod copy;
+mod counters;
 pub mod pg_filter;
 mod postgres;
 pub mod sql_filter;
 mod sqlite;
 
+pub use counters::{BucketTake, FailureRule, FailureState, RateCounters, Refused};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -32,6 +34,9 @@ pub enum StoreError {
         /// The constrained column, e.g. `email`.
         constraint: String,
     },
+    /// The database cancelled a statement that ran longer than its time limit.
+    #[error("the statement ran longer than the database's time limit")]
+    TimedOut,
     /// The database failed (I/O, corruption, unavailable).
     #[error("database error")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -654,11 +659,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// Queue a message.
     async fn enqueue_mail(&self, mail: NewMail) -> StoreResult<()>;
-    /// Messages due for delivery.
-    async fn due_mail(&self, now: Millis, limit: u32) -> StoreResult<Vec<MailRecord>>;
-    /// Mark a message delivered.
+    /// Claim up to `limit` messages due at `now` (unsent, their next attempt come and any
+    /// earlier claim's lease over) until `lease_until`, oldest due first: no other claim
+    /// returns them before the lease ends, so several senders never pick the same message,
+    /// and one that dies mid-send leaves it to be claimed again afterwards.
+    async fn claim_mail(
+        &self,
+        now: Millis,
+        lease_until: Millis,
+        limit: u32,
+    ) -> StoreResult<Vec<MailRecord>>;
+    /// Mark a message delivered (its claim ends).
     async fn mark_mail_sent(&self, id: &str, now: Millis) -> StoreResult<()>;
-    /// Record a failed attempt and when to retry.
+    /// Record a failed attempt and when to retry (its claim ends).
     async fn mark_mail_failed(
         &self,
         id: &str,
@@ -773,4 +786,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the database answers.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// Rate-limit counters kept in this store for every node that shares it; `None` (the
+    /// default) keeps them in each process.
+    fn shared_counters(&self) -> Option<std::sync::Arc<dyn RateCounters>> {
+        None
+    }
 }

@@ -10,7 +10,7 @@ use basalt::config::{Access, Config, FieldConfig, FieldType, ModelConfig};
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 
-use crate::support::{KEY, PASSWORD, TestApp, TestDatabase, email, link_in, postgres_pass};
+use crate::support::{KEY, PASSWORD, TestApp, TestDatabase, email, link_in, on_postgres};
 
 fn models(config: &mut Config) {
     let mut fields = BTreeMap::new();
@@ -96,7 +96,7 @@ fn path_of(url: &Value) -> String {
 
 #[tokio::test]
 async fn a_running_sqlite_installation_moves_to_postgres_and_keeps_working() {
-    if !postgres_pass() {
+    if !on_postgres() {
         eprintln!("needs PostgreSQL: runs with BASALT_TEST_API_POSTGRES=1");
         return;
     }
@@ -132,7 +132,8 @@ async fn a_running_sqlite_installation_moves_to_postgres_and_keeps_working() {
     let objects_before = todos(&source, &first).await;
     let mail_before = source.mailbox().await;
 
-    let (_db, url) = TestDatabase::create().await;
+    let db = TestDatabase::create().await;
+    let url = db.url.clone();
     let from = format!("sqlite:{}", source.data_dir().display());
     let copied = basalt(&["migrate", "--from", &from, "--to", &url]).await;
     let stdout = text(&copied.stdout);
@@ -153,11 +154,15 @@ async fn a_running_sqlite_installation_moves_to_postgres_and_keeps_working() {
     );
     assert!(stdout.contains("File bytes were not copied"), "{stdout}");
 
-    // The same data directory keeps the file bytes; the database is now PostgreSQL.
+    // The same data directory (or bucket) keeps the file bytes; the database is now PostgreSQL.
     let data_dir = source.data_dir().to_path_buf();
+    let bucket = source.s3_bucket().map(String::from);
     let target = TestApp::spawn_on_postgres_with(&url, move |config| {
         models(config);
         config.data_dir = data_dir;
+        if let Some(bucket) = bucket {
+            config.storage.s3.bucket = bucket;
+        }
     })
     .await;
     for token in [&first, &second] {

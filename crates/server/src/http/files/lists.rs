@@ -46,7 +46,7 @@ pub(super) async fn list_buckets(
     session: SessionHeader,
     ApiJson(body): ApiJson<ListRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = reader(&state, &session).await;
+    let caller = reader(&state, &session).await?;
     let options = body.options.unwrap_or_default();
     let (buckets, info) = state
         .files
@@ -81,7 +81,7 @@ async fn files(
     body: ListRequest,
     scope: Scope<'_>,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = reader(&state, &session).await;
+    let caller = reader(&state, &session).await?;
     let options = body.options.unwrap_or_default();
     let (files, info) = state
         .files
@@ -102,7 +102,7 @@ async fn files(
 pub(super) async fn bucket_info(
     (State(state), session, ApiJson(body)): Call,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = reader(&state, &session).await;
+    let caller = reader(&state, &session).await?;
     let bucket = state
         .files
         .readable_bucket(caller.as_deref(), body.bucket()?)
@@ -120,7 +120,7 @@ pub(super) async fn stats(
     State(state): State<AppState>,
     session: SessionHeader,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = reader(&state, &session).await;
+    let caller = reader(&state, &session).await?;
     let stats = state.files.stats(caller.as_deref(), None).await?;
     let mut out = Map::new();
     out.insert("bucketCount".into(), json!(stats.buckets));

@@ -159,6 +159,7 @@ impl From<FileError> for ApiError {
             ),
             FileError::Expression(err) => err.into(),
             FileError::Invalid { field, message } => ApiError::validation(field, message),
+            FileError::TimedOut => crate::auth::AuthError::TimedOut.into(),
             FileError::Unavailable(cause) => crate::auth::AuthError::Unavailable(cause).into(),
         }
     }
@@ -338,9 +339,9 @@ async fn bucket_delete((State(s), h, ApiJson(b)): Call) -> Result<Json<Value>, A
     Ok(Json(json!({})))
 }
 
-async fn reader(state: &AppState, session: &SessionHeader) -> Option<String> {
-    let caller = session.caller(state).await.ok().flatten();
-    caller.map(|c| c.user.id)
+/// The reader's user id: a stale session reads as anonymous.
+async fn reader(state: &AppState, session: &SessionHeader) -> Result<Option<String>, ApiError> {
+    Ok(session.reader(state).await?.map(|c| c.user.id))
 }
 
 async fn writer(state: &AppState, session: &SessionHeader) -> Result<String, ApiError> {
@@ -373,7 +374,7 @@ async fn bucket_exists(
     session: SessionHeader,
     ApiJson(body): ApiJson<StorageRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = reader(&state, &session).await;
+    let caller = reader(&state, &session).await?;
     let exists = match state
         .files
         .readable_bucket(caller.as_deref(), body.bucket()?)
@@ -391,7 +392,7 @@ async fn file_exists(
     session: SessionHeader,
     ApiJson(body): ApiJson<StorageRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = reader(&state, &session).await;
+    let caller = reader(&state, &session).await?;
     let exists = match state
         .files
         .find(caller.as_deref(), body.bucket()?, body.file()?)
@@ -409,7 +410,7 @@ async fn file_info(
     session: SessionHeader,
     ApiJson(body): ApiJson<StorageRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = reader(&state, &session).await;
+    let caller = reader(&state, &session).await?;
     let file = state
         .files
         .find(caller.as_deref(), body.bucket()?, body.file()?)
@@ -449,7 +450,7 @@ async fn download(
     session: SessionHeader,
     ApiJson(body): ApiJson<StorageRequest>,
 ) -> Result<Response, ApiError> {
-    let caller = reader(&state, &session).await;
+    let caller = reader(&state, &session).await?;
     let file = state
         .files
         .find(caller.as_deref(), body.bucket()?, body.file()?)

@@ -19,7 +19,7 @@ pub(super) async fn serve(
     session: SessionHeader,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let caller = session.caller(&state).await.ok().flatten();
+    let caller = session.reader(&state).await?;
     let file = state
         .files
         .public_file(

@@ -42,7 +42,7 @@ pub(super) async fn duplicate(
     let name = body.duplicate_name.as_deref().filter(|n| !n.is_empty());
     let (bucket, file) = (body.bucket()?, body.file()?);
     let caller = writer(&state, &session).await?;
-    state.limits.check(Limit::UploadsPerUser, &caller)?;
+    state.limits.check(Limit::UploadsPerUser, &caller).await?;
     let copy = state.files.copy(&caller, bucket, file, None, name).await?;
     Ok(Json(file_json(&state, &copy)))
 }
@@ -52,7 +52,7 @@ pub(super) async fn copy(
 ) -> Result<Json<Value>, ApiError> {
     let (bucket, file, target) = (body.bucket()?, body.file()?, body.target_bucket()?);
     let caller = writer(&state, &session).await?;
-    state.limits.check(Limit::UploadsPerUser, &caller)?;
+    state.limits.check(Limit::UploadsPerUser, &caller).await?;
     let copy = state
         .files
         .copy(&caller, bucket, file, Some(target), None)

@@ -145,7 +145,7 @@ async fn before_upload(
     bucket: &str,
 ) -> Result<String, ApiError> {
     let caller = writer(state, session).await?;
-    state.limits.check(Limit::UploadsPerUser, &caller)?;
+    state.limits.check(Limit::UploadsPerUser, &caller).await?;
     state.files.bucket(bucket).await?;
     Ok(caller)
 }

@@ -53,6 +53,8 @@ conformance!(
     only_the_owner_can_delete_a_session,
     deleting_a_user_deletes_sessions_and_tokens,
     mail_waits_until_due_and_leaves_the_queue_when_sent,
+    claimed_mail_is_not_claimed_again_until_its_lease_ends,
+    concurrent_claims_never_share_a_message,
     changing_to_a_taken_email_is_a_conflict,
     profile_data_round_trips,
     concurrent_writes_fail_alone,
@@ -361,21 +363,95 @@ async fn mail_waits_until_due_and_leaves_the_queue_when_sent(store: &dyn Store) 
         .enqueue_mail(mail("m1", "ada@example.com", NOW))
         .await
         .unwrap();
-    let due = store.due_mail(NOW, 10).await.unwrap();
+    let due = store.claim_mail(NOW, NOW + 60_000, 10).await.unwrap();
     assert_eq!(due.len(), 1);
     store
         .mark_mail_failed("m1", NOW + 2000, "connection refused")
         .await
         .unwrap();
-    assert!(store.due_mail(NOW + 1999, 10).await.unwrap().is_empty());
-    let retry = store.due_mail(NOW + 2000, 10).await.unwrap();
+    let claim = |now| store.claim_mail(now, now + 60_000, 10);
+    assert!(claim(NOW + 1999).await.unwrap().is_empty());
+    let retry = claim(NOW + 2000).await.unwrap();
     assert_eq!(retry[0].attempts, 1);
     assert!(store.sent_mail(10).await.unwrap().is_empty());
     store.mark_mail_sent("m1", NOW + 2500).await.unwrap();
-    assert!(store.due_mail(NOW + 9999, 10).await.unwrap().is_empty());
+    assert!(claim(NOW + 99_999).await.unwrap().is_empty());
     let sent = store.sent_mail(10).await.unwrap();
     assert_eq!(sent[0].sent_at, Some(NOW + 2500));
     assert_eq!(sent[0].to, "ada@example.com");
+}
+
+async fn claimed_mail_is_not_claimed_again_until_its_lease_ends(store: &dyn Store) {
+    for (id, at) in [("m1", NOW), ("m2", NOW + 1), ("m3", NOW + 2)] {
+        store
+            .enqueue_mail(mail(id, "ada@example.com", at))
+            .await
+            .unwrap();
+    }
+    let ids = |mail: Vec<super::MailRecord>| mail.into_iter().map(|m| m.id).collect::<Vec<_>>();
+    let first = store.claim_mail(NOW + 10, NOW + 60_010, 2).await.unwrap();
+    assert_eq!(
+        ids(first),
+        ["m1", "m2"],
+        "oldest due first, at most the limit"
+    );
+    let second = store.claim_mail(NOW + 20, NOW + 60_020, 10).await.unwrap();
+    assert_eq!(ids(second), ["m3"], "claimed messages are skipped");
+    assert!(
+        store
+            .claim_mail(NOW + 60_009, NOW + 120_009, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "every lease still runs"
+    );
+    // The sender of m1 delivered it; the sender of m2 died: m2 is claimed again once its
+    // lease is over, m1 never.
+    store.mark_mail_sent("m1", NOW + 30).await.unwrap();
+    let again = store
+        .claim_mail(NOW + 60_010, NOW + 120_010, 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(again.clone()), ["m2"]);
+    assert_eq!(again[0].attempts, 0);
+    assert_eq!(
+        ids(store
+            .claim_mail(NOW + 60_020, NOW + 120_020, 10)
+            .await
+            .unwrap()),
+        ["m3"]
+    );
+    // A failure ends the claim: the retry is due at its own time, not the lease's end.
+    store
+        .mark_mail_failed("m2", NOW + 62_000, "connection refused")
+        .await
+        .unwrap();
+    let retried = store
+        .claim_mail(NOW + 62_000, NOW + 122_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(retried), ["m2"]);
+}
+
+async fn concurrent_claims_never_share_a_message(store: &dyn Store) {
+    for i in 0..40 {
+        store
+            .enqueue_mail(mail(&format!("m{i:02}"), "ada@example.com", NOW))
+            .await
+            .unwrap();
+    }
+    let claims = (0..8).map(|_| store.claim_mail(NOW, NOW + 60_000, 3));
+    let mut claimed: Vec<String> = futures_util::future::join_all(claims)
+        .await
+        .into_iter()
+        .flat_map(|claim| claim.unwrap())
+        .map(|m| m.id)
+        .collect();
+    let total = claimed.len();
+    claimed.sort();
+    claimed.dedup();
+    assert_eq!(claimed.len(), total, "a message was claimed twice");
+    assert_eq!(total, 24);
 }
 
 async fn changing_to_a_taken_email_is_a_conflict(store: &dyn Store) {

@@ -220,7 +220,7 @@ async fn every_row_arrives_with_its_values() {
     // The source is live: its store stays open during the copy.
     let report = sqlite_to_postgres(dir.path(), &db.url).await.unwrap();
     assert_eq!(report.source, path);
-    assert_eq!(report.schema_level, (3, 3));
+    assert_eq!(report.schema_level, (5, 5));
     let copied: Vec<(&str, u64)> = report
         .tables
         .iter()
@@ -295,8 +295,17 @@ async fn every_row_arrives_with_its_values() {
         mails(pg.sent_mail(10).await.unwrap())
     );
     assert_eq!(
-        mails(sqlite.due_mail(NOW + 120_000, 10).await.unwrap()),
-        mails(pg.due_mail(NOW + 120_000, 10).await.unwrap())
+        mails(
+            sqlite
+                .claim_mail(NOW + 120_000, NOW + 180_000, 10)
+                .await
+                .unwrap()
+        ),
+        mails(
+            pg.claim_mail(NOW + 120_000, NOW + 180_000, 10)
+                .await
+                .unwrap()
+        )
     );
     for name in ["root", "photos"] {
         let a = sqlite.bucket(name).await.unwrap().unwrap();
@@ -427,7 +436,10 @@ async fn schemas_at_other_levels_or_with_unknown_tables_are_refused() {
     }
     set_sqlite(
         &path,
-        "PRAGMA user_version = 3; CREATE TABLE extra (x INTEGER)",
+        &format!(
+            "PRAGMA user_version = {}; CREATE TABLE extra (x INTEGER)",
+            crate::store::sqlite::schema_level()
+        ),
     );
     let err = sqlite_to_postgres(&path, &db.url).await.unwrap_err();
     assert!(err.to_string().contains("table extra"), "{err}");

@@ -7,6 +7,7 @@
 //! in `sql.rs`, their filters and sorts compiled by `store/pg_filter.rs`.
 
 mod accounts;
+mod counters;
 mod objects;
 mod sql;
 mod storage;
@@ -50,6 +51,16 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0003_create_objects",
         include_str!("../../../migrations/postgres/0003_create_objects.sql"),
     ),
+    (
+        4,
+        "0004_add_mail_leases",
+        include_str!("../../../migrations/postgres/0004_add_mail_leases.sql"),
+    ),
+    (
+        5,
+        "0005_create_rate_counters",
+        include_str!("../../../migrations/postgres/0005_create_rate_counters.sql"),
+    ),
 ];
 
 /// The schema level this build migrates to: the last migration's version.
@@ -78,9 +89,18 @@ fn backend(err: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::Backend(Box::new(err))
 }
 
+/// SQLSTATE `query_canceled`: `statement_timeout` (or an operator) cancelled the statement.
+const QUERY_CANCELED: &str = "57014";
+
 /// Unique violations become `Conflict` named as the SQLite backend names them (`email` for
-/// the address, `unique` otherwise); everything else `Backend`.
+/// the address, `unique` otherwise), cancelled statements `TimedOut`; everything else
+/// `Backend`.
 fn db_error(err: sqlx_core::Error) -> StoreError {
+    if let sqlx_core::Error::Database(db) = &err
+        && db.code().as_deref() == Some(QUERY_CANCELED)
+    {
+        return StoreError::TimedOut;
+    }
     if let sqlx_core::Error::Database(db) = &err
         && db.is_unique_violation()
     {
@@ -97,11 +117,35 @@ fn db_error(err: sqlx_core::Error) -> StoreError {
 }
 
 impl PostgresStore {
-    /// Connect with a pool of at most `max_connections` and apply pending migrations.
+    /// Connect with a pool of at most `max_connections` and apply pending migrations; no
+    /// statement time limit (operator tools).
     pub async fn open(url: &str, max_connections: u32) -> StoreResult<Self> {
+        Self::open_with_timeout(url, max_connections, None).await
+    }
+
+    /// As [`open`](Self::open), every connection cancelling statements that run longer than
+    /// `statement_timeout` (`StoreError::TimedOut`). Migrations and index builds lift it for
+    /// their own transaction.
+    pub async fn open_with_timeout(
+        url: &str,
+        max_connections: u32,
+        statement_timeout: Option<Duration>,
+    ) -> StoreResult<Self> {
+        let timeout_ms = statement_timeout.map_or(0, |t| t.as_millis());
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if timeout_ms > 0 {
+                        query("SELECT set_config('statement_timeout', $1, false)")
+                            .bind(timeout_ms.to_string())
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(url)
             .await
             .map_err(db_error)?;
@@ -119,6 +163,7 @@ impl PostgresStore {
     /// holding an advisory lock: a node starting meanwhile waits, then finds them applied.
     async fn migrate(&self) -> StoreResult<()> {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
+        lift_statement_timeout(&mut tx).await?;
         query("SELECT pg_advisory_xact_lock($1)")
             .bind(SCHEMA_LOCK)
             .execute(&mut *tx)
@@ -165,6 +210,16 @@ impl PostgresStore {
         }
         tx.commit().await.map_err(db_error)
     }
+}
+
+/// Schema changes may take long on large tables (and wait for the lock of a node migrating
+/// meanwhile): no statement time limit for the rest of this transaction.
+async fn lift_statement_timeout(conn: &mut sqlx_postgres::PgConnection) -> StoreResult<()> {
+    query("SELECT set_config('statement_timeout', '0', true)")
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    Ok(())
 }
 
 fn get<'r, T>(row: &'r PgRow, column: &str) -> StoreResult<T>
@@ -512,26 +567,53 @@ impl Store for PostgresStore {
         insert_mail(&mut conn, &mail).await
     }
 
-    async fn due_mail(&self, now: Millis, limit: u32) -> StoreResult<Vec<MailRecord>> {
-        // A read, as on SQLite: the trait has no claim to hold, so `FOR UPDATE SKIP LOCKED`
-        // would release its locks as soon as this statement ends (see docs/PROGRESS.md).
+    async fn claim_mail(
+        &self,
+        now: Millis,
+        lease_until: Millis,
+        limit: u32,
+    ) -> StoreResult<Vec<MailRecord>> {
+        // `SKIP LOCKED`: a claim running at the same time on another node takes other rows
+        // instead of waiting for these and then re-reading them as claimed.
         let found = query(
-            "SELECT * FROM mail_outbox WHERE sent_at IS NULL AND next_attempt_at <= $1
-             ORDER BY next_attempt_at ASC, seq ASC LIMIT $2",
+            "WITH due AS (
+                 SELECT id FROM mail_outbox
+                 WHERE sent_at IS NULL AND next_attempt_at <= $1
+                   AND (claimed_until IS NULL OR claimed_until <= $1)
+                 ORDER BY next_attempt_at ASC, seq ASC LIMIT $3
+                 FOR UPDATE SKIP LOCKED)
+             UPDATE mail_outbox SET claimed_until = $2 FROM due WHERE mail_outbox.id = due.id
+             RETURNING mail_outbox.*",
         )
         .bind(now)
+        .bind(lease_until)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
-        rows(&found, mail_from_row)
+        let mut claimed = found
+            .iter()
+            .map(|row| {
+                Ok((
+                    get::<i64>(row, "next_attempt_at")?,
+                    get::<i64>(row, "seq")?,
+                    mail_from_row(row)?,
+                ))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        // RETURNING gives rows in no particular order.
+        claimed.sort_by_key(|(due, seq, _)| (*due, *seq));
+        Ok(claimed.into_iter().map(|(_, _, mail)| mail).collect())
     }
 
     async fn mark_mail_sent(&self, id: &str, now: Millis) -> StoreResult<()> {
         self.execute(
-            query("UPDATE mail_outbox SET sent_at = $2, attempts = attempts + 1 WHERE id = $1")
-                .bind(id)
-                .bind(now),
+            query(
+                "UPDATE mail_outbox SET sent_at = $2, attempts = attempts + 1, claimed_until = NULL
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(now),
         )
         .await?;
         Ok(())
@@ -545,7 +627,8 @@ impl Store for PostgresStore {
     ) -> StoreResult<()> {
         self.execute(
             query(
-                "UPDATE mail_outbox SET attempts = attempts + 1, next_attempt_at = $2, last_error = $3
+                "UPDATE mail_outbox SET attempts = attempts + 1, next_attempt_at = $2, last_error = $3,
+                     claimed_until = NULL
                  WHERE id = $1",
             )
             .bind(id)
@@ -761,6 +844,12 @@ impl Store for PostgresStore {
             .await
             .map_err(db_error)?;
         Ok(())
+    }
+
+    fn shared_counters(&self) -> Option<std::sync::Arc<dyn super::RateCounters>> {
+        Some(std::sync::Arc::new(counters::PgCounters::new(
+            self.pool.clone(),
+        )))
     }
 }
 

@@ -222,6 +222,7 @@ pub(super) async fn ensure_indexes(pool: &PgPool, indexes: Vec<ObjectIndex>) -> 
         wanted.push((index_name(index), columns.join(", ")));
     }
     let mut tx = pool.begin().await.map_err(db_error)?;
+    super::lift_statement_timeout(&mut tx).await?;
     // Nodes starting at once take turns.
     query("SELECT pg_advisory_xact_lock($1)")
         .bind(SCHEMA_LOCK)

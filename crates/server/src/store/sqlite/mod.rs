@@ -29,6 +29,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0001_create_auth.sql"),
     include_str!("../../../migrations/sqlite/0002_create_storage.sql"),
     include_str!("../../../migrations/sqlite/0003_create_objects.sql"),
+    include_str!("../../../migrations/sqlite/0004_add_mail_leases.sql"),
+    include_str!("../../../migrations/sqlite/0005_create_rate_counters.sql"),
 ];
 
 /// The schema level this build migrates to (`PRAGMA user_version` once migrated).
@@ -953,14 +955,34 @@ impl Store for SqliteStore {
         self.write(move |conn| insert_mail(conn, &mail)).await
     }
 
-    async fn due_mail(&self, now: Millis, limit: u32) -> StoreResult<Vec<MailRecord>> {
-        self.read(move |conn| {
+    async fn claim_mail(
+        &self,
+        now: Millis,
+        lease_until: Millis,
+        limit: u32,
+    ) -> StoreResult<Vec<MailRecord>> {
+        // The one writer runs claims one after another, so a claim sees every earlier lease.
+        self.write(move |conn| {
             conn.prepare_cached(
-                "SELECT * FROM mail_outbox WHERE sent_at IS NULL AND next_attempt_at <= ?1
-                 ORDER BY next_attempt_at ASC LIMIT ?2",
-            )?
-            .query_map(params![now, i64::from(limit)], mail_from_row)?
-            .collect()
+                "UPDATE mail_outbox SET claimed_until = ?2
+                 WHERE rowid IN (
+                     SELECT rowid FROM mail_outbox
+                     WHERE sent_at IS NULL AND next_attempt_at <= ?1
+                       AND (claimed_until IS NULL OR claimed_until <= ?1)
+                     ORDER BY next_attempt_at ASC, rowid ASC LIMIT ?3)
+                 RETURNING *",
+            )
+            .and_then(|mut statement| {
+                let mut claimed = statement
+                    .query_map(params![now, lease_until, i64::from(limit)], |row| {
+                        Ok((row.get::<_, i64>("next_attempt_at")?, mail_from_row(row)?))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                // RETURNING gives rows in no particular order.
+                claimed.sort_by_key(|(due, mail)| (*due, mail.created_at));
+                Ok(claimed.into_iter().map(|(_, mail)| mail).collect())
+            })
+            .map_err(db_error)
         })
         .await
     }
@@ -970,7 +992,8 @@ impl Store for SqliteStore {
         self.write(move |conn| {
             execute(
                 conn,
-                "UPDATE mail_outbox SET sent_at = ?2, attempts = attempts + 1 WHERE id = ?1",
+                "UPDATE mail_outbox SET sent_at = ?2, attempts = attempts + 1, claimed_until = NULL
+                 WHERE id = ?1",
                 params![id, now],
             )?;
             Ok(())
@@ -988,7 +1011,8 @@ impl Store for SqliteStore {
         self.write(move |conn| {
             execute(
                 conn,
-                "UPDATE mail_outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3
+                "UPDATE mail_outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3,
+                     claimed_until = NULL
                  WHERE id = ?1",
                 params![id, next_attempt_at, error],
             )?;

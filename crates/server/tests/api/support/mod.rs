@@ -45,7 +45,7 @@ pub fn s3_endpoint() -> Option<String> {
 }
 
 /// A fresh bucket on the test S3 server: its name.
-async fn create_test_bucket(endpoint: &str) -> String {
+pub async fn create_test_bucket(endpoint: &str) -> String {
     let name = format!("basalt-test-{:016x}", rand::random::<u64>());
     // moto checks no signatures: an unsigned CreateBucket is enough.
     let response = reqwest::Client::new()
@@ -67,28 +67,32 @@ impl Drop for TestApp {
     }
 }
 
-/// Whether this is the suite's PostgreSQL pass (`BASALT_TEST_API_POSTGRES=1`).
-pub fn postgres_pass() -> bool {
-    std::env::var("BASALT_TEST_API_POSTGRES").as_deref() == Ok("1")
-}
-
-/// A PostgreSQL database, dropped (with its connections) when this is dropped.
+/// A PostgreSQL database for one app, dropped (with its connections) when this is dropped.
 pub struct TestDatabase {
     admin_url: String,
     name: String,
+    /// URL of this database.
+    pub url: String,
+}
+
+/// Whether the suite runs on PostgreSQL (`BASALT_TEST_API_POSTGRES=1`).
+pub fn on_postgres() -> bool {
+    std::env::var("BASALT_TEST_API_POSTGRES").as_deref() == Ok("1")
 }
 
 impl TestDatabase {
     /// A fresh database when `BASALT_TEST_API_POSTGRES=1`, with its URL.
     async fn wanted() -> Option<(Self, String)> {
-        if !postgres_pass() {
+        if !on_postgres() {
             return None;
         }
-        Some(Self::create().await)
+        let database = Self::create().await;
+        let url = database.url.clone();
+        Some((database, url))
     }
 
-    /// A fresh database on the server of `BASALT_TEST_POSTGRES_URL`, with its URL.
-    pub async fn create() -> (Self, String) {
+    /// `basalt_test_<random>` on the server of `BASALT_TEST_POSTGRES_URL`.
+    pub async fn create() -> Self {
         use sqlx_core::connection::Connection;
         let admin_url = std::env::var("BASALT_TEST_POSTGRES_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
@@ -103,7 +107,11 @@ impl TestDatabase {
         admin.close().await.unwrap();
         let mut url = url::Url::parse(&admin_url).unwrap();
         url.set_path(&name);
-        (Self { admin_url, name }, url.to_string())
+        Self {
+            admin_url,
+            name,
+            url: url.to_string(),
+        }
     }
 }
 
@@ -293,6 +301,11 @@ impl TestApp {
     /// The data directory (SQLite file, uploaded files).
     pub fn data_dir(&self) -> &std::path::Path {
         self.dir.path()
+    }
+
+    /// The app's bucket on the test S3 server, with `BASALT_TEST_API_S3`.
+    pub fn s3_bucket(&self) -> Option<&str> {
+        self.s3.as_ref().map(|(_, bucket)| bucket.as_str())
     }
 
     /// Everything in the app's blob store: every file under the data directory's blob folder

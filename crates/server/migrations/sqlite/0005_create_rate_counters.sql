@@ -1,0 +1,3 @@
+-- Rate-limit counters: with SQLite (one node) they live in process memory (limits.rs), so
+-- there is nothing to create. The PostgreSQL migration of this number creates the tables
+-- several nodes share.
