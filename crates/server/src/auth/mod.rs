@@ -391,20 +391,23 @@ impl AuthService {
         self.grant(&token).await
     }
 
-    /// The answer for a taken address when verification is on: the same shape as for a new
-    /// account, and a notice to the owner instead of a confirmation.
-    async fn answer_taken_sign_up(&self, user: NewUser) -> Result<Grant, AuthError> {
-        let key = &user.email_key;
-        let owner = self.deps.store.user_by_email(key).await?;
-        let limited = match self
-            .deps
+    /// Take one mail from the per-recipient limits of the address with this key.
+    async fn mail_allowed(&self, key: &str) -> Result<(), LimitError> {
+        self.deps
             .limits
             .check_all(&[
                 (Limit::MailPerRecipientShort, key),
                 (Limit::MailPerRecipientLong, key),
             ])
             .await
-        {
+    }
+
+    /// The answer for a taken address when verification is on: the same shape as for a new
+    /// account, and a notice to the owner instead of a confirmation.
+    async fn answer_taken_sign_up(&self, user: NewUser) -> Result<Grant, AuthError> {
+        let key = &user.email_key;
+        let owner = self.deps.store.user_by_email(key).await?;
+        let limited = match self.mail_allowed(key).await {
             Ok(()) => false,
             Err(LimitError::Limited(_)) => true,
             Err(LimitError::Unavailable(err)) => return Err(err.into()),
@@ -572,13 +575,7 @@ impl AuthService {
         let email = EmailAddress::parse(email)
             .map_err(|_| AuthError::Validation(vec![bad_email("email")]))?;
         let key = email.key();
-        self.deps
-            .limits
-            .check_all(&[
-                (Limit::MailPerRecipientShort, &key),
-                (Limit::MailPerRecipientLong, &key),
-            ])
-            .await?;
+        self.mail_allowed(&key).await?;
         let Some(user) = self.deps.store.user_by_email(&key).await? else {
             return Ok(());
         };
@@ -765,13 +762,7 @@ impl AuthService {
                 Err(err) => return Err(err.into()),
             }
         }
-        self.deps
-            .limits
-            .check_all(&[
-                (Limit::MailPerRecipientShort, &key),
-                (Limit::MailPerRecipientLong, &key),
-            ])
-            .await?;
+        self.mail_allowed(&key).await?;
         let (token, mail) = self.link(
             LinkKind::ChangeEmail,
             &caller.user.id,
