@@ -73,7 +73,7 @@ pub fn index_columns(fields: &[String], sort: &[String]) -> Result<Vec<String>, 
     Ok(columns)
 }
 
-/// A sort key's path as segments, `this.` dropped, every character checked.
+/// A field path as segments, a leading `this.` dropped, every character checked.
 fn checked_segments(path: &str) -> Result<Vec<String>, ExprError> {
     let segments: Vec<String> = path.split('.').map(String::from).collect();
     let segments = match segments.split_first() {
@@ -1067,7 +1067,7 @@ mod tests {
         }
     }
 
-    /// The plan of a page of `things` with this filter and sort, given these indexes.
+    /// The query plan of a page of `things` with this filter and sort.
     fn plan(conn: &Connection, src: &str, sort: &[(String, bool)]) -> Vec<String> {
         let compiled = filter(src);
         let sql = format!(
