@@ -10,6 +10,12 @@
 //! grows linearly with the expression. Every constant is a parameter; field paths are checked
 //! to be `[A-Za-z0-9_]` segments and written into the SQL text.
 //!
+//! Guarded comparisons cannot use an index, so a comparison of a field with a value in
+//! conjunctive position (the whole filter or a term of a top-level `&&`) also gets a plain
+//! `(data -> 'a') = $n` or range conjunct that the exact condition implies: it leaves the
+//! result unchanged and lets a declared index on `(model, (data -> 'a'))` find the rows
+//! ([`index_columns`]).
+//!
 //! Arithmetic follows the evaluator: integers while the result fits `i64`, else `float8`;
 //! a float result is written with a fraction digit (`4.0`), so that it stays a float. Known
 //! gap: a float written in exponent form within the `i64` range (`1e16`, as serde writes it)
@@ -40,7 +46,7 @@ pub fn compile(expr: &Expr, first: usize) -> Result<PgFilter, NotYet> {
         params: Vec::new(),
         shared: 0,
     };
-    let sql = compiler.cond(expr)?;
+    let sql = compiler.conjunct(expr)?;
     Ok(PgFilter {
         sql,
         params: compiler.params,
@@ -302,6 +308,73 @@ impl Compiler {
         })
     }
 
+    /// A condition in conjunctive position: the terms of `&&` in turn, and a comparison of a
+    /// field with a value preceded by its [`Compiler::sargable`] form.
+    fn conjunct(&mut self, expr: &Expr) -> Result<String, NotYet> {
+        match expr {
+            Expr::And(items) if !items.is_empty() => {
+                let parts = items
+                    .iter()
+                    .map(|item| self.conjunct(item))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(format!("({})", parts.join(" AND ")))
+            }
+            _ => {
+                let sargable = self.sargable(expr);
+                let exact = self.cond(expr)?;
+                Ok(match sargable {
+                    Some(sargable) => format!("({sargable} AND {exact})"),
+                    None => exact,
+                })
+            }
+        }
+    }
+
+    /// For a comparison of a field with a value, a condition an index on the field can serve
+    /// that the exact condition implies (so adding it changes nothing):
+    /// - `==` a string, number or boolean: `(data -> 'a') = $n`. The exact condition is this
+    ///   same `jsonb` equality once both sides are known not to be null.
+    /// - `<`, `<=`, `>`, `>=` a number: the same operator on `jsonb`, which orders numbers
+    ///   numerically, as the exact condition does once it has found two numbers. Every
+    ///   number sorts below every boolean (`jsonb` orders null < string < number < boolean <
+    ///   array < object), so `>`/`>=` also get `< 'false'` and read numbers only; `<`/`<=`
+    ///   read strings and nulls too (nothing lies between the strings and the numbers).
+    ///   Strings are left out: `jsonb` orders them by the database's collation, the
+    ///   evaluator byte-wise.
+    /// - `_id ==` a string: `id = $n`, for the primary key.
+    fn sargable(&mut self, expr: &Expr) -> Option<String> {
+        let Expr::Binary(op, l, r) = expr else {
+            return None;
+        };
+        let (path, value, op) = match (l.as_ref(), r.as_ref()) {
+            (Expr::Field(path), Expr::Literal(value)) => (path, value, *op),
+            (Expr::Literal(value), Expr::Field(path)) => (path, value, mirrored(*op)?),
+            _ => return None,
+        };
+        check_path(path).ok()?;
+        match (column(path), op, value) {
+            (Some(Column::Id), BinaryOp::Eq, Value::String(_)) => {
+                let p = self.param(value.clone());
+                Some(format!("id = ({p} #>> '{{}}')"))
+            }
+            (Some(_), _, _) => None,
+            (None, BinaryOp::Eq, Value::String(_) | Value::Number(_) | Value::Bool(_))
+            | (None, BinaryOp::Lt | BinaryOp::Le, Value::Number(_)) => {
+                let p = self.param(value.clone());
+                Some(format!("({}) {} {p}", json_path(path), sql_symbol(op)))
+            }
+            (None, BinaryOp::Gt | BinaryOp::Ge, Value::Number(_)) => {
+                let p = self.param(value.clone());
+                let f = json_path(path);
+                Some(format!(
+                    "({f}) {} {p} AND ({f}) < 'false'::jsonb",
+                    sql_symbol(op)
+                ))
+            }
+            _ => None,
+        }
+    }
+
     fn junction(&mut self, items: &[Expr], op: &str, empty: bool) -> Result<String, NotYet> {
         let parts = items
             .iter()
@@ -409,6 +482,26 @@ fn wrap(body: String, from: Vec<String>) -> String {
         body
     } else {
         format!("(SELECT {body} FROM {})", from.join(" CROSS JOIN "))
+    }
+}
+
+/// The operator with its operands swapped: `1 < a` is `a > 1`.
+fn mirrored(op: BinaryOp) -> Option<BinaryOp> {
+    Some(match op {
+        BinaryOp::Eq => BinaryOp::Eq,
+        BinaryOp::Lt => BinaryOp::Gt,
+        BinaryOp::Le => BinaryOp::Ge,
+        BinaryOp::Gt => BinaryOp::Lt,
+        BinaryOp::Ge => BinaryOp::Le,
+        _ => return None,
+    })
+}
+
+/// The SQL operator of a comparison (`==` is `=`).
+fn sql_symbol(op: BinaryOp) -> &'static str {
+    match op {
+        BinaryOp::Eq => "=",
+        other => other.symbol(),
     }
 }
 
@@ -680,10 +773,60 @@ mod tests {
             "_id == 'o2' || createdAt > '2024-03-19T13:55:55.771Z'",
             "updatedAt == '2024-03-20T08:00:00.000Z'",
             "_id.x == null",
+            "3 == count",
+            "count == 3.0",
+            "0 < count && count < 4",
+            "count > -2",
+            "-1 >= count",
+            "done == true && 'Rust' == title",
+            "'o2' == _id",
+            "_id == 3",
+            "p.c == 'Oslo' && count >= 3",
         ] {
             let expr = parse(src).unwrap();
             let (got, compiled) = rows.filter(&objects, &expr);
             assert_eq!(got, expected(&objects, &expr), "{src}\n{}", compiled.sql);
+        }
+    }
+
+    #[test]
+    fn comparisons_with_a_value_get_an_index_condition() {
+        let sql = |src: &str| compile(&parse(src).unwrap(), 1).unwrap().sql;
+        for (src, plain) in [
+            ("status == 'open'", "(data -> 'status') = $1::jsonb AND "),
+            ("'open' == status", "(data -> 'status') = $1::jsonb AND "),
+            ("a.b == 3", "(data -> 'a' -> 'b') = $1::jsonb AND "),
+            ("done == false", "(data -> 'done') = $1::jsonb AND "),
+            ("price <= 10", "(data -> 'price') <= $1::jsonb AND "),
+            (
+                "10 < price",
+                "(data -> 'price') > $1::jsonb AND (data -> 'price') < 'false'",
+            ),
+            ("_id == 'o1'", "(id = ($1::jsonb #>> '{}') AND "),
+            (
+                "x == 1 && (y == 2 && z < 3)",
+                "(data -> 'z') < $5::jsonb AND ",
+            ),
+        ] {
+            assert!(sql(src).contains(plain), "{src}: {}", sql(src));
+        }
+        // Only where it holds: not under `||` or `!`, not for strings ordered byte-wise,
+        // null, lists or computed values.
+        for src in [
+            "status == 'a' || status == 'b'",
+            "!(status == 'open')",
+            "status != 'open'",
+            "title < 'm'",
+            "status == null",
+            "tags == [1]",
+            "n + 1 == 2",
+            "createdAt == '2024-03-19T13:55:55.772Z'",
+        ] {
+            let sql = sql(src);
+            assert!(
+                !sql.contains("((data -> ") && !sql.contains("(id = ("),
+                "{src}: {sql}"
+            );
         }
     }
 
@@ -1059,6 +1202,55 @@ mod tests {
                     Ok(())
                 },
             )
+            .unwrap();
+    }
+
+    /// Comparisons of a field with a value, alone or under `&&`: the filters that get an
+    /// index condition besides the exact one.
+    fn arb_indexable_expr() -> impl Strategy<Value = Expr> {
+        let compare = prop::sample::select(vec![
+            BinaryOp::Eq,
+            BinaryOp::Lt,
+            BinaryOp::Le,
+            BinaryOp::Gt,
+            BinaryOp::Ge,
+        ]);
+        let one = (compare, arb_path(), arb_scalar(), any::<bool>())
+            .prop_map(|(op, path, value, field_first)| {
+                let (field, value) = (Expr::Field(path), Expr::Literal(value));
+                let (l, r) = if field_first {
+                    (field, value)
+                } else {
+                    (value, field)
+                };
+                Expr::Binary(op, Box::new(l), Box::new(r))
+            })
+            .boxed();
+        prop_oneof![
+            one.clone(),
+            prop::collection::vec(one.clone(), 1..4).prop_map(Expr::And),
+            (one.clone(), prop::collection::vec(one, 1..3))
+                .prop_map(|(first, rest)| { Expr::And(vec![first, Expr::And(rest)]) }),
+        ]
+    }
+
+    #[test]
+    fn index_conditions_change_nothing() {
+        let rows = std::cell::RefCell::new(Rows::new());
+        runner(600)
+            .run(&(arb_objects(), arb_indexable_expr()), |(objects, expr)| {
+                let (got, compiled) = rows.borrow_mut().filter(&objects, &expr);
+                prop_assert_eq!(
+                    got,
+                    expected(&objects, &expr),
+                    "\nexpr: {}\nsql: {}\nparams: {:?}\nobjects: {:?}",
+                    expr,
+                    compiled.sql,
+                    compiled.params,
+                    objects.iter().map(Object::visible).collect::<Vec<_>>(),
+                );
+                Ok(())
+            })
             .unwrap();
     }
 

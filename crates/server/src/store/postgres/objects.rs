@@ -333,3 +333,273 @@ pub(super) async fn query_users(
     users.sort_by_key(|u| ids.iter().position(|id| *id == u.id));
     Ok((users, total))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+    use sqlx_core::query::query;
+    use sqlx_core::query::query as query_sql;
+    use sqlx_core::raw_sql::raw_sql;
+    use sqlx_core::row::Row;
+
+    use super::{Bind, Sql, object_rows, order_by, push_page};
+    use crate::expr::{evaluate, parse, sort_cmp, truthy};
+    use crate::store::conformance::TestDatabase;
+    use crate::store::{Filter, ObjectIndex, ObjectQuery, Order, PostgresStore, Store};
+
+    /// 20,000 `things` (and a few objects of another model) with the declared indexes, then
+    /// analyzed, so that the planner prefers an index where it reads fewer rows.
+    async fn things() -> (TestDatabase, PostgresStore) {
+        let db = TestDatabase::create().await;
+        let store = PostgresStore::open(&db.url, 2).await.unwrap();
+        store
+            .ensure_indexes(vec![
+                ObjectIndex::field("things", "status"),
+                ObjectIndex::field("things", "price"),
+                ObjectIndex {
+                    model: "things".into(),
+                    fields: vec!["category".into()],
+                    sort: vec!["rank".into()],
+                },
+                ObjectIndex {
+                    model: "things".into(),
+                    fields: Vec::new(),
+                    sort: vec!["createdAt".into()],
+                },
+            ])
+            .await
+            .unwrap();
+        // One in a hundred is open; prices are mostly numbers, some strings, booleans or
+        // missing; 200 categories of 100 objects with distinct ranks, a few of them strings.
+        raw_sql(
+            "INSERT INTO objects (id, model, data, created_at, updated_at)
+             SELECT 'o' || lpad(i::text, 5, '0'), 'things', jsonb_strip_nulls(jsonb_build_object(
+                 'status', CASE WHEN i % 100 = 0 THEN 'open' ELSE 'closed' END,
+                 'price', CASE i % 50 WHEN 1 THEN to_jsonb('cheap'::text)
+                     WHEN 2 THEN to_jsonb(true) WHEN 3 THEN NULL
+                     ELSE to_jsonb((i % 1000) * 1.5) END,
+                 'category', 'c' || (i % 200),
+                 'rank', CASE WHEN i % 97 = 0 THEN to_jsonb('r' || i) ELSE to_jsonb((i * 7919) % 100000) END,
+                 'title', 't' || i)),
+                 1700000000000 + (i * 13) % 20000, 1700000000000
+             FROM generate_series(1, 20000) AS i;
+             INSERT INTO objects (id, model, data, created_at, updated_at)
+             SELECT 'x' || i, 'others', jsonb_build_object('status', 'open', 'category', 'c7'),
+                 0, 0
+             FROM generate_series(1, 100) AS i;
+             ANALYZE objects",
+        )
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        (db, store)
+    }
+
+    fn page(src: &str, sort: &[(&str, bool)], limit: u32) -> ObjectQuery {
+        let keys: Vec<(String, bool)> = sort.iter().map(|(k, d)| (k.to_string(), *d)).collect();
+        ObjectQuery {
+            model: "things".into(),
+            owner: None,
+            filter: Some(Filter::compile(&parse(src).unwrap()).unwrap()),
+            order: Order::by(&keys).unwrap(),
+            limit,
+            offset: 0,
+            count: false,
+        }
+    }
+
+    /// The page query exactly as `query_objects` runs it.
+    fn page_sql(query: &ObjectQuery) -> Sql {
+        let mut sql = object_rows("SELECT *", query).unwrap();
+        sql.push(" ").push(&order_by(&query.order).unwrap());
+        push_page(&mut sql, query.limit, query.offset);
+        sql
+    }
+
+    /// A bind value as an SQL literal (test values only).
+    fn literal(bind: &Bind) -> String {
+        let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
+        match bind {
+            Bind::Text(text) => quote(text),
+            Bind::Int(int) => int.to_string(),
+            Bind::Json(json) => format!("{}::jsonb", quote(&json.to_string())),
+            Bind::Texts(_) => unreachable!("no lists in these queries"),
+        }
+    }
+
+    /// The plan of `sql` (with `ANALYZE`: what it read), as its text lines. A custom plan is
+    /// made for the bound values, as PostgreSQL does for the first runs of a prepared
+    /// statement; a generic plan for any values, as it may do after that.
+    async fn plan(store: &PostgresStore, sql: &Sql, generic: bool) -> Vec<String> {
+        let mut conn = store.pool.acquire().await.unwrap();
+        let mode = if generic {
+            "force_generic_plan"
+        } else {
+            "force_custom_plan"
+        };
+        raw_sql(&format!(
+            "SET plan_cache_mode = {mode}; PREPARE page AS {}",
+            sql.text
+        ))
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        let args: Vec<String> = sql.binds.iter().map(literal).collect();
+        let explain = format!(
+            "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) EXECUTE page({})",
+            args.join(", ")
+        );
+        let lines = query(&explain)
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get::<String, _>(0))
+            .collect();
+        raw_sql("DEALLOCATE page; RESET plan_cache_mode")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        lines
+    }
+
+    /// The rows the plan's scans of `objects` read, summed over the scans.
+    fn rows_read(plan: &[String]) -> u64 {
+        plan.iter()
+            .filter(|line| line.contains(" on objects "))
+            .filter_map(|line| {
+                let rest = &line[line.find("actual rows=")? + "actual rows=".len()..];
+                rest.split(' ').next()?.parse::<u64>().ok()
+            })
+            .sum()
+    }
+
+    #[tokio::test]
+    async fn comparisons_with_a_value_use_an_expression_index() {
+        let (_db, store) = things().await;
+        for (src, index, generic_too) in [
+            ("status == 'open'", &["objects_by:things:status"][..], true),
+            ("'open' == status", &["objects_by:things:status"], true),
+            (
+                "status == 'open' && INCLUDES(title, '5')",
+                &["objects_by:things:status"],
+                true,
+            ),
+            ("price == 7.5", &["objects_by:things:price"], true),
+            // A generic plan cannot know how many rows a range holds, so it is left to
+            // PostgreSQL, which keeps custom plans when they are cheaper.
+            ("price < 3", &["objects_by:things:price"], false),
+            ("price >= 1497", &["objects_by:things:price"], false),
+            (
+                "1497 <= price && status != 'gone'",
+                &["objects_by:things:price"],
+                false,
+            ),
+            // The primary key, or `(model, id)`: either reads one row.
+            ("_id == 'o00042'", &["objects_pkey", "objects_model"], true),
+        ] {
+            let mut query = page(src, &[], 20);
+            query.order = Order::by_id();
+            // The count reads every match: only an index on the filter helps.
+            let count = object_rows("SELECT COUNT(*)", &query).unwrap();
+            for generic in [false, true] {
+                if generic && !generic_too {
+                    continue;
+                }
+                let steps = plan(&store, &count, generic).await;
+                assert!(
+                    steps.iter().any(|s| index.iter().any(|i| s.contains(i))),
+                    "{src} (generic: {generic}): {steps:#?}"
+                );
+                assert!(
+                    !steps.iter().any(|s| s.contains("Seq Scan")),
+                    "{src}: {steps:#?}"
+                );
+            }
+        }
+    }
+
+    /// The ids of the page `query` asks for, by the reference semantics over every object.
+    async fn expected_page(store: &PostgresStore, query: &ObjectQuery) -> Vec<String> {
+        let rows = query_sql("SELECT id, data FROM objects WHERE model = 'things'")
+            .fetch_all(&store.pool)
+            .await
+            .unwrap();
+        let filter = &query.filter.as_ref().unwrap().expr;
+        let mut matches: Vec<(String, Value)> = rows
+            .iter()
+            .map(|row| {
+                let id: String = row.get(0);
+                let mut data: Value = row.get(1);
+                data["_id"] = json!(id);
+                (id, data)
+            })
+            .filter(|(_, data)| truthy(&evaluate(filter, data)))
+            .collect();
+        matches.sort_by(|(x_id, x), (y_id, y)| {
+            query
+                .order
+                .keys
+                .iter()
+                .fold(std::cmp::Ordering::Equal, |order, (path, desc)| {
+                    order.then_with(|| {
+                        let o = sort_cmp(&x[path.as_str()], &y[path.as_str()]);
+                        if *desc { o.reverse() } else { o }
+                    })
+                })
+                .then_with(|| x_id.cmp(y_id))
+        });
+        matches
+            .into_iter()
+            .take(query.limit as usize)
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_sorted_index_serves_a_filtered_page_in_order() {
+        let (_db, store) = things().await;
+        for desc in [false, true] {
+            let query = page("category == 'c7'", &[("rank", desc)], 20);
+            for generic in [false, true] {
+                let steps = plan(&store, &page_sql(&query), generic).await;
+                assert!(
+                    steps
+                        .iter()
+                        .any(|s| s.contains("objects_by:things:category:sort:rank")),
+                    "{steps:#?}"
+                );
+                // Rows come in index order: no sort of every match; descending, only rows
+                // that tie on every key are sorted by id (an incremental sort).
+                assert!(
+                    !steps
+                        .iter()
+                        .any(|s| s.trim_start_matches([' ', '-', '>']).starts_with("Sort (")),
+                    "{steps:#?}"
+                );
+                // The page and the next row (the incremental sort looks one row ahead).
+                assert!(rows_read(&steps) <= 21, "{steps:#?}");
+            }
+            let (found, _) = store.query_objects(query.clone()).await.unwrap();
+            let found: Vec<String> = found.into_iter().map(|o| o.id).collect();
+            assert_eq!(found.len(), 20);
+            assert_eq!(found, expected_page(&store, &query).await, "desc: {desc}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sort_only_index_serves_an_unfiltered_page_in_order() {
+        let (_db, store) = things().await;
+        for desc in [false, true] {
+            let query = page("true", &[("createdAt", desc)], 20);
+            let steps = plan(&store, &page_sql(&query), false).await;
+            assert!(
+                steps
+                    .iter()
+                    .any(|s| s.contains("objects_by:things::sort:createdAt")),
+                "{steps:#?}"
+            );
+            assert!(rows_read(&steps) <= 21, "{steps:#?}");
+        }
+    }
+}
