@@ -9,11 +9,41 @@
 #
 # S3: the HTTP tests run once more on PostgreSQL with every app's files in a fresh bucket of
 # moto's S3 server (scripts/s3-test-server.sh installs it into a Python venv), started here on
-# a free loopback port and stopped on exit: the scale-out setup, three-node test included.
+# a free loopback port and stopped on exit: the scale-out setup, three-node test included. The
+# Node compatibility tests run twice too: on SQLite with local files, then with every server on
+# a fresh PostgreSQL database `basalt_compat_<random>` and a fresh bucket of moto's server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
+
+# moto's S3 server (scripts/s3-test-server.sh) on a free loopback port: start_moto sets s3_pid
+# and s3_url and returns once it answers; stop_moto stops it, and runs on exit too.
+s3_pid=""
+stop_moto() {
+  [ -n "$s3_pid" ] || return 0
+  kill "$s3_pid" 2>/dev/null || true
+  wait "$s3_pid" 2>/dev/null || true
+  s3_pid=""
+}
+trap stop_moto EXIT
+start_moto() {
+  local moto_server port
+  moto_server=$(scripts/s3-test-server.sh install)
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  mkdir -p target
+  "$moto_server" -H 127.0.0.1 -p "$port" >target/s3-test-server.log 2>&1 &
+  s3_pid=$!
+  s3_url="http://127.0.0.1:$port"
+  for _ in $(seq 60); do
+    python3 -c "import urllib.request; urllib.request.urlopen('$s3_url/', timeout=1)" 2>/dev/null && return 0
+    kill -0 "$s3_pid" 2>/dev/null || break
+    sleep 0.5
+  done
+  echo "moto's S3 server did not answer at $s3_url; its output:" >&2
+  cat target/s3-test-server.log >&2
+  exit 1
+}
 
 need_apt=()
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
@@ -75,22 +105,9 @@ step "HTTP tests again with every app on PostgreSQL"
 BASALT_TEST_API_POSTGRES=1 cargo test --locked --test api
 
 step "HTTP tests again on PostgreSQL with every app's files on S3 (moto's server on loopback)"
-moto_server=$(scripts/s3-test-server.sh install)
-s3_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-mkdir -p target
-"$moto_server" -H 127.0.0.1 -p "$s3_port" >target/s3-test-server.log 2>&1 &
-s3_pid=$!
-trap 'kill "$s3_pid" 2>/dev/null || true' EXIT
-s3_url="http://127.0.0.1:$s3_port"
-for _ in $(seq 60); do
-  python3 -c "import urllib.request; urllib.request.urlopen('$s3_url/', timeout=1)" 2>/dev/null && break
-  kill -0 "$s3_pid" 2>/dev/null || { cat target/s3-test-server.log >&2; exit 1; }
-  sleep 0.5
-done
+start_moto
 BASALT_TEST_API_POSTGRES=1 BASALT_TEST_API_S3="$s3_url" cargo test --locked --test api
-kill "$s3_pid" 2>/dev/null || true
-wait "$s3_pid" 2>/dev/null || true
-trap - EXIT
+stop_moto
 
 step "release build"
 cargo build --locked --release
@@ -108,6 +125,17 @@ step "Node compatibility tests (altogic@2.3.9)"
   npm ci --no-audit --no-fund --loglevel=error
   BASALT_BIN="$PWD/../target/release/basalt" node --test --test-concurrency=1
 )
+
+step "Node compatibility tests again on PostgreSQL with files on S3 (moto's server on loopback)"
+start_moto
+compat_started=$SECONDS
+(
+  cd compat
+  BASALT_BIN="$PWD/../target/release/basalt" BASALT_COMPAT_POSTGRES_URL="$pg_url" \
+    BASALT_COMPAT_S3="$s3_url" node --test --test-concurrency=1
+)
+echo "compatibility tests on PostgreSQL and S3: $((SECONDS - compat_started)) s"
+stop_moto
 
 screenshots="$PWD/e2e/screenshots"
 step "browser end-to-end tests (the example app in Chromium; screenshots in $screenshots)"

@@ -217,6 +217,80 @@ async fn an_oversized_upload_is_413_and_leaves_nothing() {
     assert_eq!(app.blobs().await.len(), 1);
 }
 
+/// Reads one HTTP/1.1 answer with a `Content-Length` body off `stream`: its head, or `None`
+/// when the server closed the connection (or reset it) first.
+async fn read_answer(stream: &mut tokio::net::TcpStream) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    loop {
+        let text = String::from_utf8_lossy(&buf).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let head = text[..end].to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .map_or(0, |value| value.trim().parse().unwrap());
+            if buf.len() >= end + 4 + length {
+                return Some(head);
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_upload_whose_closing_boundary_comes_late_keeps_the_connection() {
+    // Clients stream a form part by part: the closing `--boundary--` may reach the server in a
+    // packet of its own after the file's bytes. The upload must read it before answering, or
+    // the server drops the connection the client is about to send its next request down.
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::spawn_with(spawn_with_files()).await;
+    let (_, token) = user(&app).await;
+    let addr = app.url.trim_start_matches("http://").to_string();
+    let path = "/_api/rest/v1/storage/bucket/upload-formdata?bucket=root&fileName=late.png";
+    let part =
+        b"--b0undary\r\nContent-Disposition: form-data; name=\"file\"; filename=\"blob\"\r\n\
+        Content-Type: image/png\r\n\r\n";
+    let (file_part, tail) = ([&part[..], PNG, b"\r\n--b0undary"].concat(), b"--\r\n");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nX-Client-Key: {KEY}\r\nSession: {token}\r\n\
+         Content-Type: multipart/form-data; boundary=b0undary\r\nContent-Length: {}\r\n\r\n",
+        file_part.len() + tail.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&file_part).await.unwrap();
+    // Give the server the chance to answer early (the bug this test is about), then finish.
+    let early = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        read_answer(&mut stream),
+    )
+    .await;
+    let _ = stream.write_all(tail).await;
+    let upload = match early {
+        Ok(answer) => answer,
+        Err(_) => read_answer(&mut stream).await,
+    };
+    let upload = upload.expect("an answer to the upload");
+    assert!(upload.starts_with("http/1.1 200"), "{upload}");
+    assert!(!upload.contains("connection: close"), "{upload}");
+
+    let _ = stream
+        .write_all(format!("GET /health HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await;
+    let health = read_answer(&mut stream).await;
+    assert!(
+        health
+            .as_deref()
+            .is_some_and(|h| h.starts_with("http/1.1 200")),
+        "the next request on the same connection: {health:?}"
+    );
+}
+
 #[tokio::test]
 async fn upload_errors_are_clear() {
     let app = TestApp::spawn_with(spawn_with_files()).await;

@@ -64,7 +64,7 @@ pub(super) async fn upload_formdata(
     session: SessionHeader,
     query: RawQuery,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
-) -> Result<Json<Value>, ClosingError> {
+) -> Result<Response, ClosingError> {
     formdata(state, session, query, multipart, Target::New).await
 }
 
@@ -73,7 +73,7 @@ pub(super) async fn replace_formdata(
     session: SessionHeader,
     query: RawQuery,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
-) -> Result<Json<Value>, ClosingError> {
+) -> Result<Response, ClosingError> {
     formdata(state, session, query, multipart, Target::Replace).await
 }
 
@@ -83,7 +83,7 @@ async fn formdata(
     query: RawQuery,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
     target: Target,
-) -> Result<Json<Value>, ClosingError> {
+) -> Result<Response, ClosingError> {
     let mut multipart = multipart.map_err(|_| {
         ClosingError(ApiError::client(
             StatusCode::BAD_REQUEST,
@@ -92,23 +92,49 @@ async fn formdata(
         ))
     })?;
     let outcome = store_formdata(&state, &session, &query, &mut multipart, target).await;
-    if outcome.is_err() {
-        // Read and drop what the client is still sending (up to 64 MiB and 10 s), so it gets
-        // this answer on a connection it can keep using, not a reset.
-        let drain = async {
-            let mut seen = 0usize;
-            while let Ok(Some(mut field)) = multipart.next_field().await {
-                while let Ok(Some(chunk)) = field.chunk().await {
-                    seen += chunk.len();
-                    if seen > 64 * 1024 * 1024 {
-                        return;
-                    }
+    // Read what the client still sends after the file (the closing boundary, which may come in
+    // a packet of its own, or further parts), success or not: answered before its body ends, a
+    // connection is dropped after the answer, and the client's next request on it fails.
+    let drained = drain(&mut multipart).await;
+    let mut response = Json(outcome?).into_response();
+    if !drained {
+        close_after(&mut response);
+    }
+    Ok(response)
+}
+
+/// Reads and drops the rest of a multipart body, up to 64 MiB and 10 s: true when it ended.
+async fn drain(multipart: &mut Multipart) -> bool {
+    let drain = async {
+        let mut seen = 0usize;
+        loop {
+            let mut field = match multipart.next_field().await {
+                Ok(Some(field)) => field,
+                Ok(None) => return true, // the closing boundary was read
+                Err(_) => return false,
+            };
+            loop {
+                match field.chunk().await {
+                    Ok(Some(chunk)) => seen += chunk.len(),
+                    Ok(None) => break,
+                    Err(_) => return false,
+                }
+                if seen > 64 * 1024 * 1024 {
+                    return false;
                 }
             }
-        };
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drain).await;
-    }
-    Ok(Json(outcome?))
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), drain)
+        .await
+        .unwrap_or(false)
+}
+
+/// Tells the client this connection ends with the answer.
+fn close_after(response: &mut Response) {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
 }
 
 /// An upload refused before its body was read to the end: the answer closes the connection,
@@ -130,9 +156,7 @@ impl From<FileError> for ClosingError {
 impl IntoResponse for ClosingError {
     fn into_response(self) -> Response {
         let mut response = self.0.into_response();
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        close_after(&mut response);
         response
     }
 }
