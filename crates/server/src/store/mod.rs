@@ -8,6 +8,8 @@
 pub(crate) mod conformance;
 pub mod copy;
 mod counters;
+#[cfg(test)]
+mod filter_props;
 pub mod pg_filter;
 mod postgres;
 pub mod sql_filter;
