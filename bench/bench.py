@@ -134,8 +134,11 @@ def lua(tmp, name, text):
 
 def psql(url, sql):
     """One statement through `psql` (the PostgreSQL client), its output unaligned."""
-    return subprocess.run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", url,
-                           "-c", sql], capture_output=True, text=True, check=True).stdout.strip()
+    done = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", url,
+                           "-c", sql], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"psql {sql!r}: {done.stderr.strip()}")
+    return done.stdout.strip()
 
 
 def with_database(url, name):
@@ -162,7 +165,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--only", default="",
-                    help="run only the rows whose name contains this text (case-insensitive)")
+                    help="run only the rows whose name contains this text (case-insensitive; "
+                         "several texts separated by commas)")
     ap.add_argument("--postgres", metavar="ADMIN_URL", default="",
                     help="run on PostgreSQL: a fresh basalt_bench_<random> database is created "
                          "through this URL (e.g. postgres://postgres@127.0.0.1:5432/postgres) "
@@ -182,7 +186,7 @@ def main():
         ap.error("--pool needs --postgres")
 
     def wanted(name):
-        return args.only.lower() in name.lower()
+        return any(part in name.lower() for part in args.only.lower().split(","))
 
     tmp = tempfile.mkdtemp(prefix="basalt-bench-")
     ports = [free_port() for _ in range(args.nodes)]
@@ -350,7 +354,7 @@ end
             rows.append((name, rps, p50, p99, errors, [rss_kib(p.pid, "VmHWM") for p in procs]))
 
         # /health while sign-ins saturate the hashing pool.
-        if args.only.lower() in "get /health during sign-ins":
+        if wanted("GET /health during sign-ins"):
             for p in procs:
                 reset_peak(p.pid)
             load = wrk(base, s, c, signin, nodes=spread_over)
