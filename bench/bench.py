@@ -189,7 +189,11 @@ def main():
         return any(part in name.lower() for part in args.only.lower().split(","))
 
     tmp = tempfile.mkdtemp(prefix="basalt-bench-")
-    ports = [free_port() for _ in range(args.nodes)]
+    ports = []
+    while len(ports) < args.nodes:
+        candidate = free_port()
+        if candidate not in ports:
+            ports.append(candidate)
     port = ports[0]
     base = f"http://127.0.0.1:{port}"
     env = dict(os.environ)
