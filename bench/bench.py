@@ -188,6 +188,10 @@ def main():
     def wanted(name):
         return any(part in name.lower() for part in args.only.lower().split(","))
 
+    if args.postgres:
+        pg_version = psql(args.postgres, "SHOW server_version").split()[0]
+        pg_sync = psql(args.postgres, "SHOW synchronous_commit")
+
     tmp = tempfile.mkdtemp(prefix="basalt-bench-")
     ports = []
     while len(ports) < args.nodes:
@@ -211,8 +215,6 @@ def main():
         env["BASALT_DATABASE__URL"] = with_database(args.postgres, database)
         if args.pool:
             env["BASALT_DATABASE__MAX_CONNECTIONS"] = str(args.pool)
-        pg_version = psql(args.postgres, "SHOW server_version").split()[0]
-        pg_sync = psql(args.postgres, "SHOW synchronous_commit")
 
     # Hashing capacity of this machine with the configured parameters, same binary.
     hash_out = subprocess.run([args.bin, "hash-rate", "--seconds", "5"], env=env,
