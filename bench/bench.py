@@ -1,17 +1,24 @@
 #!/usr/bin/env python3
 """Start the release binary on a fresh data dir, seed users through the API, drive it with
-wrk at 64 connections on loopback and print a table. Bounded in time; stops by itself."""
+wrk at 64 connections on loopback and print a table. Bounded in time; stops by itself.
+
+SQLite by default; `--postgres ADMIN_URL` runs on a fresh `basalt_bench_<random>` database
+created through that URL (and dropped at the end), `--nodes N` starts N Basalt processes on
+it, sharing one data directory, and spreads wrk's threads (and so its connections) evenly over
+them. See bench/README.md."""
 
 import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 
 KEY = "bench-client-key"
@@ -71,7 +78,44 @@ def parse_wrk(out):
     return rps, p50, p99, errors
 
 
-def wrk(url, seconds, connections, script=None, headers=(), threads=2):
+# Appended to a wrk script with several nodes: thread i connects to node i mod N (wrk's
+# `thread.addr`), so one wrk process spreads its connections evenly over the nodes and reports
+# one latency distribution over all of them. The script's own `setup`, if any, still runs.
+SPREAD = """
+local bench_addrs = nil
+local bench_next = 0
+local bench_setup = setup
+setup = function(thread)
+  if bench_addrs == nil then
+    bench_addrs = {}
+    for _, port in ipairs({PORTS}) do
+      table.insert(bench_addrs, wrk.lookup("127.0.0.1", tostring(port))[1])
+    end
+  end
+  thread.addr = bench_addrs[(bench_next % #bench_addrs) + 1]
+  bench_next = bench_next + 1
+  if bench_setup then bench_setup(thread) end
+end
+"""
+
+
+def spread(tmp, script, ports):
+    """The script (or none) with connections spread over every node's port."""
+    text = ""
+    if script:
+        with open(script) as f:
+            text = f.read()
+    name = os.path.basename(script or "plain.lua").replace(".lua", "-nodes.lua")
+    return lua(tmp, name, text + SPREAD.replace("PORTS", ", ".join(str(p) for p in ports)))
+
+
+def wrk(url, seconds, connections, script=None, headers=(), threads=2, nodes=None):
+    """Run wrk; with `nodes` = (tmp dir, ports) of several nodes, its threads (at least one per
+    node, a multiple of their number) go to the nodes in turn."""
+    if nodes and len(nodes[1]) > 1:
+        tmp, ports = nodes
+        threads = -(-max(threads, len(ports)) // len(ports)) * len(ports)
+        script = spread(tmp, script, ports)
     cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency"]
     for h in headers:
         cmd += ["-H", h]
@@ -88,28 +132,89 @@ def lua(tmp, name, text):
     return path
 
 
+def psql(url, sql):
+    """One statement through `psql` (the PostgreSQL client), its output unaligned."""
+    done = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", url,
+                           "-c", sql], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"psql {sql!r}: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def with_database(url, name):
+    """The same server URL, naming another database."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(path="/" + name))
+
+
+def start_node(bin_path, config_path, env, port):
+    """Spawn `basalt serve` on `port`; returns (process, ms until the ready banner)."""
+    node_env = dict(env, BASALT_LISTEN=f"127.0.0.1:{port}")
+    started = time.monotonic()
+    proc = subprocess.Popen([bin_path, "--config", config_path, "serve"], env=node_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    # Ready = the banner is printed (the listener is bound and the database migrated).
+    if not proc.stdout.readline():
+        raise SystemExit(f"basalt serve on port {port} exited with {proc.wait()}")
+    return proc, (time.monotonic() - started) * 1000
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--only", default="",
-                    help="run only the rows whose name contains this text (case-insensitive)")
+                    help="run only the rows whose name contains this text (case-insensitive; "
+                         "several texts separated by commas)")
+    ap.add_argument("--postgres", metavar="ADMIN_URL", default="",
+                    help="run on PostgreSQL: a fresh basalt_bench_<random> database is created "
+                         "through this URL (e.g. postgres://postgres@127.0.0.1:5432/postgres) "
+                         "and dropped at the end")
+    ap.add_argument("--nodes", type=int, default=1,
+                    help="Basalt processes on the one PostgreSQL database, sharing a data "
+                         "directory; wrk spreads its connections evenly over them")
+    ap.add_argument("--pool", type=int, default=0,
+                    help="database.max_connections of each node (PostgreSQL; default Basalt's)")
+    ap.add_argument("--rate-limits", action="store_true",
+                    help="keep rate limits on, with limits too high to refuse anything, to "
+                         "measure what counting costs (off by default)")
     args = ap.parse_args()
+    if args.nodes < 1 or (args.nodes > 1 and not args.postgres):
+        ap.error("--nodes above 1 needs --postgres (nodes share one PostgreSQL database)")
+    if args.pool and not args.postgres:
+        ap.error("--pool needs --postgres")
+
+    def wanted(name):
+        return any(part in name.lower() for part in args.only.lower().split(","))
+
+    if args.postgres:
+        pg_version = psql(args.postgres, "SHOW server_version").split()[0]
+        pg_sync = psql(args.postgres, "SHOW synchronous_commit")
 
     tmp = tempfile.mkdtemp(prefix="basalt-bench-")
-    port = free_port()
+    ports = []
+    while len(ports) < args.nodes:
+        candidate = free_port()
+        if candidate not in ports:
+            ports.append(candidate)
+    port = ports[0]
     base = f"http://127.0.0.1:{port}"
     env = dict(os.environ)
     env.update({
-        "BASALT_LISTEN": f"127.0.0.1:{port}",
         "BASALT_PUBLIC_URL": base,
         "BASALT_DATA_DIR": os.path.join(tmp, "data"),
         "BASALT_CLIENT_KEYS": KEY,
-        "BASALT_RATE_LIMITS__ENABLED": "false",
+        "BASALT_RATE_LIMITS__ENABLED": "true" if args.rate_limits else "false",
         "BASALT_AUTH__EMAIL_VERIFICATION": "false",
         "BASALT_LOG": "warn",
     })
+    database = ""
+    if args.postgres:
+        database = f"basalt_bench_{os.urandom(6).hex()}"
+        env["BASALT_DATABASE__URL"] = with_database(args.postgres, database)
+        if args.pool:
+            env["BASALT_DATABASE__MAX_CONNECTIONS"] = str(args.pool)
 
     # Hashing capacity of this machine with the configured parameters, same binary.
     hash_out = subprocess.run([args.bin, "hash-rate", "--seconds", "5"], env=env,
@@ -120,18 +225,29 @@ def main():
     # field that also holds the sort key, so a page reads only its 20 rows.
     config_path = os.path.join(tmp, "basalt.toml")
     with open(config_path, "w") as f:
+        if args.rate_limits:
+            # Every limit far above what this machine can reach: each request still counts.
+            big = "{ count = 1000000000, per_secs = 1, burst = 1000000000 }"
+            f.write("[rate_limits]\n" + "".join(
+                f"{name} = {big}\n" for name in (
+                    "auth_per_ip", "mail_per_ip", "mail_per_recipient_short",
+                    "mail_per_recipient_long", "redeem_per_ip", "uploads_per_user")) + "\n")
         f.write('[[database.models]]\nname = "items"\naccess = "public_read"\n'
                 'indexes = [{ fields = ["category"], sort = ["rank"] }]\n')
 
-    started = time.monotonic()
-    proc = subprocess.Popen([args.bin, "--config", config_path, "serve"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
+    procs = []
+    if database:
+        psql(args.postgres, f"CREATE DATABASE {database}")
     try:
-        # Ready = the banner is printed (the listener is bound and the database migrated).
-        proc.stdout.readline()
-        startup_ms = (time.monotonic() - started) * 1000
+        # The first node migrates the database; the others start after it, one by one.
+        startups = []
+        for p in ports:
+            proc, ms = start_node(args.bin, config_path, env, p)
+            procs.append(proc)
+            startups.append(ms)
         time.sleep(1)
-        idle_rss = rss_kib(proc.pid, "VmRSS")
+        idle_rss = [rss_kib(p.pid, "VmRSS") for p in procs]
+        spread_over = (tmp, ports)
 
         users = []
         for i in range(64):
@@ -202,7 +318,9 @@ end
             public_path = json.loads(resp.read())["publicPath"]
 
         # 100,000 items in 1,000 categories: each filter matches 100, sorted, first 20 returned.
-        for batch in range(100):
+        # Seeded only when that row runs.
+        seed = 100 if wanted("POST get-list (100k objects)") else 0
+        for batch in range(seed):
             items = [{"category": f"c{i % 1000}", "rank": i, "title": f"item {i}", "price": i % 97}
                      for i in range(batch * 1000, (batch + 1) * 1000)]
             request(f"{base}/_api/rest/v1/db/create", "POST", {"model": "items", "values": items},
@@ -233,44 +351,66 @@ end
             ("GET public file 100 KiB", public_path, None, ()),
         ]
         for name, url, script, headers in cases:
-            if args.only.lower() not in name.lower():
+            if not wanted(name):
                 continue
-            reset_peak(proc.pid)
-            out = wrk(url, s, c, script, headers).communicate()[0]
+            for p in procs:
+                reset_peak(p.pid)
+            out = wrk(url, s, c, script, headers, nodes=spread_over).communicate()[0]
             rps, p50, p99, errors = parse_wrk(out)
-            rows.append((name, rps, p50, p99, errors, rss_kib(proc.pid, "VmHWM")))
+            rows.append((name, rps, p50, p99, errors, [rss_kib(p.pid, "VmHWM") for p in procs]))
 
         # /health while sign-ins saturate the hashing pool.
-        if args.only.lower() in "get /health during sign-ins":
-            reset_peak(proc.pid)
-            load = wrk(base, s, c, signin)
+        if wanted("GET /health during sign-ins"):
+            for p in procs:
+                reset_peak(p.pid)
+            load = wrk(base, s, c, signin, nodes=spread_over)
             time.sleep(0.5)
-            probe = wrk(f"{base}/health", s - 1, 4, threads=1)
+            probe = wrk(f"{base}/health", s - 1, 4, threads=1, nodes=spread_over)
             probe_out = probe.communicate()[0]
             load.communicate()
             rps, p50, p99, errors = parse_wrk(probe_out)
             rows.append(("GET /health during sign-ins", rps, p50, p99, errors,
-                         rss_kib(proc.pid, "VmHWM")))
+                         [rss_kib(p.pid, "VmHWM") for p in procs]))
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = "killed"
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        codes = []
+        for p in procs:
+            try:
+                codes.append(str(p.wait(timeout=40)))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                codes.append("killed")
+        if database:
+            psql(args.postgres, f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        shutil.rmtree(tmp, ignore_errors=True)
 
+    def mib(values):
+        return " / ".join(f"{v / 1024:.1f}" for v in values)
+
+    if args.postgres:
+        pool = args.pool or "default (10)"
+        nodes = f"{args.nodes} node{'s' if args.nodes > 1 else ''}"
+        store = (f"PostgreSQL {pg_version} synchronous_commit={pg_sync}, {nodes}, "
+                 f"pool {pool} per node")
+    else:
+        store = "SQLite synchronous=FULL"
+    limits = ", rate limits counted" if args.rate_limits else ""
     print(f"\nBasalt benchmark: {c} connections, {s} s each, wrk on loopback, "
-          f"{os.cpu_count()} cores, SQLite synchronous=FULL\n")
-    print(f"| {'endpoint':<28} | {'req/s':>9} | {'p50 ms':>7} | {'p99 ms':>7} | {'errors':>6} | {'peak RSS MiB':>12} |")
-    print(f"|{'-'*30}|{'-'*11}|{'-'*9}|{'-'*9}|{'-'*8}|{'-'*14}|")
+          f"{os.cpu_count()} cores, {store}{limits}\n")
+    rss = "peak RSS MiB" if len(procs) == 1 else "peak RSS MiB per node"
+    width = max([len(rss)] + [len(mib(peak)) for *_, peak in rows])
+    print(f"| {'endpoint':<28} | {'req/s':>9} | {'p50 ms':>7} | {'p99 ms':>7} | {'errors':>6} | {rss:>{width}} |")
+    print(f"|{'-'*30}|{'-'*11}|{'-'*9}|{'-'*9}|{'-'*8}|{'-'*(width + 2)}|")
     for name, rps, p50, p99, errors, peak in rows:
-        print(f"| {name:<28} | {rps:>9.0f} | {p50:>7.2f} | {p99:>7.2f} | {errors:>6} | {peak/1024:>12.1f} |")
+        print(f"| {name:<28} | {rps:>9.0f} | {p50:>7.2f} | {p99:>7.2f} | {errors:>6} | {mib(peak):>{width}} |")
     signin = [rps for name, rps, *_ in rows if name == "POST signin-email"]
     if signin:
         print(f"\nArgon2id pool capacity (basalt hash-rate): {hash_rate:.1f} hashes/s; "
               f"sign-in reached {100 * signin[0] / hash_rate:.0f} % of it")
-    print(f"idle RSS: {idle_rss/1024:.1f} MiB; start-up (spawn to ready banner): {startup_ms:.1f} ms; "
-          f"exit code after SIGTERM: {code}")
+    startup = " / ".join(f"{ms:.1f}" for ms in startups)
+    print(f"idle RSS: {mib(idle_rss)} MiB; start-up (spawn to ready banner): {startup} ms; "
+          f"exit code after SIGTERM: {', '.join(codes)}")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
+use sqlx_core::connection::Connection;
 use sqlx_core::query::query;
 use sqlx_core::raw_sql::raw_sql;
 use sqlx_core::row::Row;
@@ -69,6 +70,9 @@ pub(super) fn schema_level() -> i64 {
         .last()
         .map_or(0, |(version, _, _)| i64::from(*version))
 }
+
+/// A pooled connection idle this long is pinged before use (see `PostgresStore::connect`).
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 /// Key of the advisory lock that serialises migrations and index changes across nodes
 /// (the bytes of "basalt").
@@ -131,10 +135,36 @@ impl PostgresStore {
         max_connections: u32,
         statement_timeout: Option<Duration>,
     ) -> StoreResult<Self> {
+        Self::connect(url, max_connections, statement_timeout, PING_AFTER_IDLE).await
+    }
+
+    /// As [`open_with_timeout`](Self::open_with_timeout), pinging a pooled connection before
+    /// use only when it has been idle for `ping_after_idle` or longer.
+    ///
+    /// sqlx pings every connection when it goes back to the pool and, by default, again
+    /// when it is taken out: two round trips around each unit of work, which in a pool busy
+    /// with short reads cost as much as the reads. A connection used a moment ago was checked
+    /// as it came back; one that sat idle may have been cut meanwhile (a server restart, a
+    /// proxy's idle limit) and is checked again, and replaced if it does not answer.
+    async fn connect(
+        url: &str,
+        max_connections: u32,
+        statement_timeout: Option<Duration>,
+        ping_after_idle: Duration,
+    ) -> StoreResult<Self> {
         let timeout_ms = statement_timeout.map_or(0, |t| t.as_millis());
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
+            .test_before_acquire(false)
+            .before_acquire(move |conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= ping_after_idle {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if timeout_ms > 0 {
@@ -855,8 +885,77 @@ impl Store for PostgresStore {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use sqlx_core::query_scalar::query_scalar;
+
     use super::PostgresStore;
+    use crate::store::Store;
     use crate::store::conformance::TestDatabase;
+
+    /// The server process behind the pool's one connection, once that connection is back in
+    /// the pool (checked on its way back).
+    async fn backend_pid(store: &PostgresStore) -> i32 {
+        let pid = query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        while store.pool.num_idle() == 0 {
+            tokio::task::yield_now().await;
+        }
+        pid
+    }
+
+    /// End the server process behind `pid`, as a restart would, and wait until it is gone.
+    async fn cut(admin: &PostgresStore, pid: i32) {
+        let ended: bool = query_scalar("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .fetch_one(&admin.pool)
+            .await
+            .unwrap();
+        assert!(ended);
+        loop {
+            let alive: i64 = query_scalar("SELECT COUNT(*) FROM pg_stat_activity WHERE pid = $1")
+                .bind(pid)
+                .fetch_one(&admin.pool)
+                .await
+                .unwrap();
+            if alive == 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_cut_by_the_server_is_replaced_before_use() {
+        let db = TestDatabase::create().await;
+        let admin = PostgresStore::open(&db.url, 1).await.unwrap();
+        // Every connection counts as idle long enough to be pinged.
+        let store = PostgresStore::connect(&db.url, 1, None, Duration::ZERO)
+            .await
+            .unwrap();
+        let pid = backend_pid(&store).await;
+        cut(&admin, pid).await;
+        assert!(store.user_by_id("nobody").await.unwrap().is_none());
+        assert_ne!(backend_pid(&store).await, pid);
+    }
+
+    #[tokio::test]
+    async fn a_connection_used_a_moment_ago_is_not_pinged_and_a_cut_one_is_dropped() {
+        let db = TestDatabase::create().await;
+        let admin = PostgresStore::open(&db.url, 1).await.unwrap();
+        let store = PostgresStore::connect(&db.url, 1, None, Duration::from_secs(3600))
+            .await
+            .unwrap();
+        let pid = backend_pid(&store).await;
+        cut(&admin, pid).await;
+        // Not pinged: the one call on the cut connection fails, the connection is not put
+        // back, and the next call gets a new one.
+        assert!(store.user_by_id("nobody").await.is_err());
+        assert!(store.user_by_id("nobody").await.unwrap().is_none());
+        assert_ne!(backend_pid(&store).await, pid);
+    }
 
     #[tokio::test]
     async fn nodes_starting_at_once_migrate_once() {
@@ -865,18 +964,15 @@ mod tests {
             futures_util::future::join_all((0..4).map(|_| PostgresStore::open(&db.url, 2))).await;
         assert!(opened.iter().all(Result::is_ok));
         let store = PostgresStore::open(&db.url, 1).await.unwrap();
-        let applied: i64 =
-            sqlx_core::query_scalar::query_scalar("SELECT COUNT(*) FROM basalt_migrations")
-                .fetch_one(&store.pool)
-                .await
-                .unwrap();
+        let applied: i64 = query_scalar("SELECT COUNT(*) FROM basalt_migrations")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
         assert_eq!(applied, i64::try_from(super::MIGRATIONS.len()).unwrap());
-        let roots: i64 = sqlx_core::query_scalar::query_scalar(
-            "SELECT COUNT(*) FROM buckets WHERE name = 'root'",
-        )
-        .fetch_one(&store.pool)
-        .await
-        .unwrap();
+        let roots: i64 = query_scalar("SELECT COUNT(*) FROM buckets WHERE name = 'root'")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
         assert_eq!(roots, 1);
     }
 }
