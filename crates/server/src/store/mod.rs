@@ -14,6 +14,8 @@ pub mod pg_filter;
 mod postgres;
 pub mod sql_filter;
 mod sqlite;
+#[cfg(test)]
+mod test_database;
 
 pub use counters::{BucketTake, FailureRule, FailureState, RateCounters, Refused};
 pub use postgres::PostgresStore;

@@ -67,13 +67,9 @@ impl Drop for TestApp {
     }
 }
 
-/// A PostgreSQL database for one app, dropped (with its connections) when this is dropped.
-pub struct TestDatabase {
-    admin_url: String,
-    name: String,
-    /// URL of this database.
-    pub url: String,
-}
+#[path = "../../../src/store/test_database.rs"]
+mod test_database;
+pub(crate) use test_database::TestDatabase;
 
 /// Whether the suite runs on PostgreSQL (`BASALT_TEST_API_POSTGRES=1`).
 pub fn on_postgres() -> bool {
@@ -89,53 +85,6 @@ impl TestDatabase {
         let database = Self::create().await;
         let url = database.url.clone();
         Some((database, url))
-    }
-
-    /// `basalt_test_<random>` on the server of `BASALT_TEST_POSTGRES_URL`.
-    pub async fn create() -> Self {
-        use sqlx_core::connection::Connection;
-        let admin_url = std::env::var("BASALT_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        let name = format!("basalt_test_{:016x}", rand::random::<u64>());
-        let mut admin = sqlx_postgres::PgConnection::connect(&admin_url)
-            .await
-            .unwrap();
-        sqlx_core::query::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        admin.close().await.unwrap();
-        let mut url = url::Url::parse(&admin_url).unwrap();
-        url.set_path(&name);
-        Self {
-            admin_url,
-            name,
-            url: url.to_string(),
-        }
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        // Drop runs inside the test's runtime: the clean-up gets a thread and runtime of its own.
-        let _ = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(async move {
-                    use sqlx_core::connection::Connection;
-                    let mut admin = sqlx_postgres::PgConnection::connect(&admin_url).await?;
-                    sqlx_core::query::query(&format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    ))
-                    .execute(&mut admin)
-                    .await?;
-                    admin.close().await
-                })
-        })
-        .join();
     }
 }
 
