@@ -59,6 +59,7 @@ conformance!(
     profile_data_round_trips,
     concurrent_writes_fail_alone,
     taken_file_names_are_numbered,
+    concurrent_writes_of_one_name_are_numbered_apart,
     profile_updates_merge_top_level_fields,
     object_writes_check_versions_and_unique_values,
     storage_lists_show_public_rows_and_the_readers_own,
@@ -491,6 +492,57 @@ async fn taken_file_names_are_numbered(store: &dyn Store) {
     let found = store.file(&root.id, "f0").await.unwrap().unwrap();
     assert_eq!(found.tags, ["a"]);
     assert!(store.file("other", "f0").await.unwrap().is_none());
+}
+
+async fn concurrent_writes_of_one_name_are_numbered_apart(store: &dyn Store) {
+    // Twenty uploads of one name at once (on PostgreSQL over several connections): every one
+    // lands, and the names are exactly those one after another would get.
+    let root = store.bucket("root").await.unwrap().unwrap();
+    let expected = |stem: &str| {
+        let mut names: Vec<String> = (0..20)
+            .map(|i| match i {
+                0 => format!("{stem}.png"),
+                i => format!("{stem}-{i}.png"),
+            })
+            .collect();
+        names.sort();
+        names
+    };
+    let uploads = (0..20).map(|i| store.insert_file(file(&format!("n{i}"), &root.id, "n.png")));
+    let mut names: Vec<String> = futures_util::future::join_all(uploads)
+        .await
+        .into_iter()
+        .map(|f| f.unwrap().file_name)
+        .collect();
+    names.sort();
+    assert_eq!(names, expected("n"));
+    // Twenty files renamed to one name at once.
+    for i in 0..20 {
+        store
+            .insert_file(file(&format!("r{i}"), &root.id, &format!("r{i}.txt")))
+            .await
+            .unwrap();
+    }
+    let renames = (0..20).map(|i| {
+        store.update_file(FileRecord {
+            updated_at: NOW + 1,
+            ..file(&format!("r{i}"), &root.id, "m.png")
+        })
+    });
+    let mut names: Vec<String> = futures_util::future::join_all(renames)
+        .await
+        .into_iter()
+        .map(|f| f.unwrap().file_name)
+        .collect();
+    names.sort();
+    assert_eq!(names, expected("m"));
+    // A file renamed to the name it has keeps it.
+    let name = store.file(&root.id, "r0").await.unwrap().unwrap().file_name;
+    let kept = store
+        .update_file(file("r0", &root.id, &name))
+        .await
+        .unwrap();
+    assert_eq!(kept.file_name, name);
 }
 
 async fn profile_updates_merge_top_level_fields(store: &dyn Store) {

@@ -1,12 +1,14 @@
 //! Buckets and file metadata on PostgreSQL: reads, writes, numbered file names, the storage
 //! list calls and totals.
 //!
-//! File names are numbered as on SQLite (`photo.png` → `photo-1.png`). Two nodes naming files
-//! of one bucket at once would both see a name free; every write that picks a file name first
-//! takes a transaction-scoped advisory lock on the bucket, so naming is serialised per bucket
-//! as SQLite's single writer serialises it.
+//! File names are numbered as on SQLite (`photo.png` → `photo-1.png`). A write first asks for
+//! the requested name in one statement, without a lock (the unique key on `(bucket_id,
+//! file_name)` decides); only when that name is taken does it number the name, holding a
+//! transaction-scoped advisory lock on the bucket, so numbering is serialised per bucket as
+//! SQLite's single writer serialises it.
 
 use serde_json::{Value, json};
+use sqlx_core::connection::Connection;
 use sqlx_core::query::query;
 use sqlx_core::row::Row;
 use sqlx_postgres::{PgConnection, PgPool, PgRow};
@@ -75,7 +77,7 @@ pub(super) async fn bucket(pool: &PgPool, id_or_name: &str) -> StoreResult<Optio
     .transpose()
 }
 
-/// Serialise the naming of files in one bucket until the transaction ends.
+/// Serialise the numbering of files in one bucket until the transaction ends.
 async fn lock_bucket_names(conn: &mut PgConnection, bucket_id: &str) -> StoreResult<()> {
     query("SELECT pg_advisory_xact_lock(hashtextextended('basalt.files:' || $1, 0))")
         .bind(bucket_id)
@@ -83,6 +85,16 @@ async fn lock_bucket_names(conn: &mut PgConnection, bucket_id: &str) -> StoreRes
         .await
         .map_err(db_error)?;
     Ok(())
+}
+
+/// The unique constraint on `files (bucket_id, file_name)` (PostgreSQL's name for the
+/// `UNIQUE (bucket_id, file_name)` of migration 0002).
+const FILE_NAME_KEY: &str = "files_bucket_id_file_name_key";
+
+/// Whether a write failed because another file of the bucket has the name.
+fn is_name_taken(err: &sqlx_core::Error) -> bool {
+    matches!(err, sqlx_core::Error::Database(db)
+        if db.is_unique_violation() && db.constraint() == Some(FILE_NAME_KEY))
 }
 
 /// Whether another file of the bucket has this name.
@@ -104,17 +116,9 @@ async fn taken(
     )
 }
 
-/// `name`, or the first free numbered form of it; numbering starts past the count of numbered
-/// names already there (as on SQLite), so a name uploaded again and again costs a check or two.
-async fn free_name(
-    conn: &mut PgConnection,
-    bucket_id: &str,
-    name: &str,
-    except_id: &str,
-) -> StoreResult<String> {
-    if !taken(&mut *conn, bucket_id, name, except_id).await? {
-        return Ok(name.to_string());
-    }
+/// The first number to try for a taken `name`: past the count of numbered names already there
+/// (as on SQLite), so a name uploaded again and again costs an attempt or two.
+async fn first_number(conn: &mut PgConnection, bucket_id: &str, name: &str) -> StoreResult<u32> {
     let escape = |s: &str| {
         s.replace('\\', "\\\\")
             .replace('%', "\\%")
@@ -128,33 +132,33 @@ async fn free_name(
         query("SELECT COUNT(*) FROM files WHERE bucket_id = $1 AND file_name LIKE $2 ESCAPE '\\'")
             .bind(bucket_id)
             .bind(pattern)
-            .fetch_one(&mut *conn)
+            .fetch_one(conn)
             .await
             .map_err(db_error)?
             .try_get(0)
             .map_err(db_error)?;
-    let mut n = u32::try_from(numbered).unwrap_or(0) + 1;
-    loop {
-        let candidate = numbered_name(name, n);
-        if !taken(&mut *conn, bucket_id, &candidate, except_id).await? {
-            return Ok(candidate);
-        }
-        n += 1;
-    }
+    Ok(u32::try_from(numbered).unwrap_or(0).saturating_add(1))
 }
 
-pub(super) async fn insert_file(pool: &PgPool, file: FileRecord) -> StoreResult<FileRecord> {
-    let mut tx = pool.begin().await.map_err(db_error)?;
-    lock_bucket_names(&mut tx, &file.bucket_id).await?;
-    let name = free_name(&mut tx, &file.bucket_id, &file.file_name, &file.id).await?;
-    query(
+/// The next number after `n`; a bucket cannot hold the four billion rows that would exhaust it.
+fn next_number(n: u32) -> StoreResult<u32> {
+    n.checked_add(1)
+        .ok_or_else(|| StoreError::Backend("no free numbered file name".into()))
+}
+
+/// Insert `file` named `name` unless the bucket has a file of that name (`ON CONFLICT DO
+/// NOTHING`: an insert of the name still in progress elsewhere is waited for). Whether it
+/// was inserted.
+async fn try_insert(conn: &mut PgConnection, file: &FileRecord, name: &str) -> StoreResult<bool> {
+    let done = query(
         "INSERT INTO files (id, bucket_id, file_name, blob_key, size, encoding, mime_type,
             etag, is_public, user_id, tags, uploaded_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
+         ON CONFLICT (bucket_id, file_name) DO NOTHING",
     )
     .bind(&file.id)
     .bind(&file.bucket_id)
-    .bind(&name)
+    .bind(name)
     .bind(&file.blob_key)
     .bind(file.size)
     .bind(&file.encoding)
@@ -164,9 +168,39 @@ pub(super) async fn insert_file(pool: &PgPool, file: FileRecord) -> StoreResult<
     .bind(&file.user_id)
     .bind(json!(file.tags))
     .bind(file.uploaded_at)
-    .execute(&mut *tx)
+    .execute(conn)
     .await
     .map_err(db_error)?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Record an upload. The requested name is tried first in one statement of its own, without
+/// the bucket lock; only when it is taken does the upload number it, holding the bucket lock
+/// so that numbering is serialised as SQLite's single writer serialises it. Each numbered
+/// attempt is itself an `ON CONFLICT DO NOTHING` insert: besides other numbering writers
+/// (which wait for the lock), only a lock-free write asking for that very name (`photo-3.png`)
+/// can take it meanwhile, and then the next number is tried. Every failed attempt is a
+/// committed file of the bucket with that numbered name, so the attempts are bounded by the
+/// files of the name's family plus the lock-free writes racing in; usually there is one.
+pub(super) async fn insert_file(pool: &PgPool, file: FileRecord) -> StoreResult<FileRecord> {
+    let mut conn = pool.acquire().await.map_err(db_error)?;
+    if try_insert(&mut conn, &file, &file.file_name).await? {
+        return Ok(file);
+    }
+    let mut tx = conn.begin().await.map_err(db_error)?;
+    lock_bucket_names(&mut tx, &file.bucket_id).await?;
+    // Freed meanwhile (a delete), the name itself comes first, as on SQLite.
+    let mut name = file.file_name.clone();
+    if !try_insert(&mut tx, &file, &name).await? {
+        let mut n = first_number(&mut tx, &file.bucket_id, &file.file_name).await?;
+        loop {
+            name = numbered_name(&file.file_name, n);
+            if try_insert(&mut tx, &file, &name).await? {
+                break;
+            }
+            n = next_number(n)?;
+        }
+    }
     tx.commit().await.map_err(db_error)?;
     Ok(FileRecord {
         file_name: name,
@@ -297,18 +331,16 @@ pub(super) async fn delete_bucket_files(
     Ok(keys)
 }
 
-pub(super) async fn update_file(pool: &PgPool, file: FileRecord) -> StoreResult<FileRecord> {
-    let mut tx = pool.begin().await.map_err(db_error)?;
-    lock_bucket_names(&mut tx, &file.bucket_id).await?;
-    let name = free_name(&mut tx, &file.bucket_id, &file.file_name, &file.id).await?;
-    query(
+/// Write `file` named `name`; `Ok(false)` when another file of the bucket has the name.
+async fn try_update(conn: &mut PgConnection, file: &FileRecord, name: &str) -> StoreResult<bool> {
+    let done = query(
         "UPDATE files SET bucket_id = $2, file_name = $3, blob_key = $4, size = $5,
             mime_type = $6, etag = $7, is_public = $8, tags = $9, updated_at = $10
          WHERE id = $1",
     )
     .bind(&file.id)
     .bind(&file.bucket_id)
-    .bind(&name)
+    .bind(name)
     .bind(&file.blob_key)
     .bind(file.size)
     .bind(&file.mime_type)
@@ -316,9 +348,66 @@ pub(super) async fn update_file(pool: &PgPool, file: FileRecord) -> StoreResult<
     .bind(file.is_public)
     .bind(json!(file.tags))
     .bind(file.updated_at)
-    .execute(&mut *tx)
-    .await
-    .map_err(db_error)?;
+    .execute(conn)
+    .await;
+    match done {
+        Ok(_) => Ok(true),
+        Err(err) if is_name_taken(&err) => Ok(false),
+        Err(err) => Err(db_error(err)),
+    }
+}
+
+/// Inside the numbering transaction: write `file` named `name` if no other file has it. A
+/// free name can still be taken by a lock-free write before the update lands; the update
+/// then fails alone, rolled back to a savepoint, and the transaction goes on.
+async fn try_update_locked(
+    tx: &mut PgConnection,
+    file: &FileRecord,
+    name: &str,
+) -> StoreResult<bool> {
+    if taken(&mut *tx, &file.bucket_id, name, &file.id).await? {
+        return Ok(false);
+    }
+    query("SAVEPOINT basalt_file_name")
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+    let written = try_update(&mut *tx, file, name).await?;
+    if written {
+        query("RELEASE SAVEPOINT basalt_file_name")
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+    } else {
+        query("ROLLBACK TO SAVEPOINT basalt_file_name")
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+    }
+    Ok(written)
+}
+
+/// Write a file; a name another file has is numbered as an upload's is (see `insert_file`):
+/// first one statement without the lock, then, only when the name is taken, numbering under
+/// the bucket lock.
+pub(super) async fn update_file(pool: &PgPool, file: FileRecord) -> StoreResult<FileRecord> {
+    let mut conn = pool.acquire().await.map_err(db_error)?;
+    if try_update(&mut conn, &file, &file.file_name).await? {
+        return Ok(file);
+    }
+    let mut tx = conn.begin().await.map_err(db_error)?;
+    lock_bucket_names(&mut tx, &file.bucket_id).await?;
+    let mut name = file.file_name.clone();
+    if !try_update_locked(&mut tx, &file, &name).await? {
+        let mut n = first_number(&mut tx, &file.bucket_id, &file.file_name).await?;
+        loop {
+            name = numbered_name(&file.file_name, n);
+            if try_update_locked(&mut tx, &file, &name).await? {
+                break;
+            }
+            n = next_number(n)?;
+        }
+    }
     tx.commit().await.map_err(db_error)?;
     Ok(FileRecord {
         file_name: name,
@@ -487,4 +576,143 @@ pub(super) async fn delete_owned_files(
     .iter()
     .map(|row| row.try_get(0).map_err(db_error))
     .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx_core::connection::Connection;
+    use sqlx_core::query::query;
+    use sqlx_core::query_scalar::query_scalar;
+    use sqlx_postgres::PgConnection;
+
+    use crate::store::conformance::TestDatabase;
+    use crate::store::{FileRecord, PostgresStore, Store};
+
+    fn file(id: &str, bucket: &str, name: &str) -> FileRecord {
+        FileRecord {
+            id: id.into(),
+            bucket_id: bucket.into(),
+            file_name: name.into(),
+            blob_key: format!("{bucket}/{id}"),
+            size: 3,
+            encoding: "7bit".into(),
+            mime_type: "image/png".into(),
+            etag: "\"e\"".into(),
+            is_public: true,
+            user_id: None,
+            tags: Vec::new(),
+            uploaded_at: 1,
+            updated_at: 1,
+        }
+    }
+
+    /// A connection holding an uncommitted upload of `name`, as a lock-free write on another
+    /// node would.
+    async fn pending_upload(url: &str, bucket: &str, name: &str) -> PgConnection {
+        let mut conn = PgConnection::connect(url).await.unwrap();
+        query("BEGIN").execute(&mut conn).await.unwrap();
+        query(
+            "INSERT INTO files (id, bucket_id, file_name, blob_key, size, encoding, mime_type,
+                etag, is_public, uploaded_at, updated_at)
+             VALUES ('pending', $1, $2, 'pending', 1, '7bit', 'image/png', 'e', TRUE, 1, 1)",
+        )
+        .bind(bucket)
+        .bind(name)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        conn
+    }
+
+    /// Wait until some statement of the database waits for a row lock.
+    async fn until_blocked(store: &PostgresStore) {
+        loop {
+            let waiting: i64 = query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+            if waiting > 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_numbered_name_taken_by_a_lock_free_write_moves_to_the_next_number() {
+        let db = TestDatabase::create().await;
+        let store = PostgresStore::open(&db.url, 4).await.unwrap();
+        let root = store.bucket("root").await.unwrap().unwrap().id;
+        store.insert_file(file("a", &root, "m.png")).await.unwrap();
+        store.insert_file(file("b", &root, "x.png")).await.unwrap();
+
+        // An upload numbering `m.png` picks `m-1.png`, which a write in flight elsewhere is
+        // taking: it waits for that write, then moves on to `m-2.png`.
+        let mut other = pending_upload(&db.url, &root, "m-1.png").await;
+        let upload = tokio::spawn({
+            let (store, root) = (store.clone(), root.clone());
+            async move { store.insert_file(file("c", &root, "m.png")).await }
+        });
+        until_blocked(&store).await;
+        query("COMMIT").execute(&mut other).await.unwrap();
+        assert_eq!(upload.await.unwrap().unwrap().file_name, "m-2.png");
+
+        // The same for a rename: the update fails alone (rolled back to its savepoint) and the
+        // transaction goes on with the next number.
+        query("DELETE FROM files WHERE id = 'pending'")
+            .execute(&mut other)
+            .await
+            .unwrap();
+        let mut other = pending_upload(&db.url, &root, "m-3.png").await;
+        let rename = tokio::spawn({
+            let (store, root) = (store.clone(), root.clone());
+            async move { store.update_file(file("b", &root, "m.png")).await }
+        });
+        until_blocked(&store).await;
+        query("COMMIT").execute(&mut other).await.unwrap();
+        assert_eq!(rename.await.unwrap().unwrap().file_name, "m-4.png");
+        let renamed = store.file(&root, "b").await.unwrap().unwrap();
+        assert_eq!(renamed.file_name, "m-4.png");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn uploads_of_one_name_on_several_nodes_all_land_apart() {
+        let db = TestDatabase::create().await;
+        let nodes = [
+            PostgresStore::open(&db.url, 3).await.unwrap(),
+            PostgresStore::open(&db.url, 3).await.unwrap(),
+        ];
+        let root = nodes[0].bucket("root").await.unwrap().unwrap().id;
+        // 20 uploads of `n.png` and, racing them, 10 asking for numbered forms of it.
+        let tasks: Vec<_> = (0..30)
+            .map(|i| {
+                let (store, root) = (nodes[i % 2].clone(), root.clone());
+                let name = if i < 20 {
+                    "n.png".to_string()
+                } else {
+                    format!("n-{}.png", i - 19)
+                };
+                tokio::spawn(async move {
+                    store
+                        .insert_file(file(&format!("f{i}"), &root, &name))
+                        .await
+                })
+            })
+            .collect();
+        let mut names = Vec::new();
+        for task in tasks {
+            names.push(task.await.unwrap().unwrap().file_name);
+        }
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), 30);
+        let rows: i64 = query_scalar("SELECT COUNT(*) FROM files")
+            .fetch_one(&nodes[0].pool)
+            .await
+            .unwrap();
+        assert_eq!(rows, 30);
+    }
 }
