@@ -59,6 +59,8 @@ pub struct BlobWriter {
     buffered: usize,
     /// The multipart upload, once the blob outgrew `single_put_max`.
     multipart: Option<Multipart>,
+    /// Where the blob lands on the local file system, to be flushed to disk when written.
+    local_file: Option<std::path::PathBuf>,
 }
 
 /// A multipart upload and its parts in flight (each on its own task, so parts go up while the
@@ -176,7 +178,7 @@ impl BlobWriter {
                 .into_iter()
                 .collect::<PutPayload>();
             self.store.put(&self.path, payload).await?;
-            return Ok(());
+            return flush_to_disk(&self.store, &self.path, self.local_file.take()).await;
         }
         if self.buffered > 0 {
             let part = self.take_part(self.buffered);
@@ -197,7 +199,7 @@ impl BlobWriter {
             let _ = self.store.delete(&self.path).await;
             return Err(err);
         }
-        Ok(())
+        flush_to_disk(&self.store, &self.path, self.local_file.take()).await
     }
 
     /// Drop what was written.
@@ -207,6 +209,40 @@ impl BlobWriter {
         }
         Ok(())
     }
+}
+
+/// On the local file system, wait until the blob and its folder entry are on disk, so the
+/// metadata committed next never outlives its bytes in a power loss (object_store writes
+/// without `fsync`). S3 has stored the object when it answers.
+async fn flush_to_disk(
+    store: &Arc<dyn ObjectStore>,
+    path: &Path,
+    local_file: Option<std::path::PathBuf>,
+) -> Result<(), BlobError> {
+    let Some(file) = local_file else {
+        return Ok(());
+    };
+    let flushed = tokio::task::spawn_blocking(move || {
+        std::fs::File::open(&file)?.sync_all()?;
+        match file.parent() {
+            Some(folder) => std::fs::File::open(folder)?.sync_all(),
+            None => Ok(()),
+        }
+    })
+    .await
+    .map_err(|err| BlobError(err.to_string()))
+    .and_then(|flushed| flushed.map_err(|err| BlobError(format!("flushing a blob: {err}"))));
+    if flushed.is_err() {
+        let _ = store.delete(path).await;
+    }
+    flushed
+}
+
+/// The file of a blob in a local store's folder, as `LocalFileSystem` lays it out.
+fn local_path(dir: &std::path::Path, key: &Path) -> std::path::PathBuf {
+    let mut file = dir.to_path_buf();
+    file.extend(key.parts().map(|part| part.as_ref().to_string()));
+    file
 }
 
 /// `len` bytes of a local file from `offset`, read on a blocking thread into a buffer
@@ -327,6 +363,10 @@ impl Blobs {
             buffer: Vec::new(),
             buffered: 0,
             multipart: None,
+            local_file: self
+                .local_dir
+                .as_ref()
+                .map(|dir| local_path(dir, &Path::from(key))),
         }
     }
 
@@ -344,8 +384,7 @@ impl Blobs {
         if let Some(dir) = &self.local_dir
             && len <= SMALL_BLOB as u64
         {
-            let mut file = dir.clone();
-            file.extend(path.parts().map(|part| part.as_ref().to_string()));
+            let file = local_path(dir, &path);
             let bytes = read_small_file(file, range.map_or(0, |r| r.start), len).await?;
             return Ok(futures_util::stream::once(async { Ok(bytes) }).boxed());
         }
