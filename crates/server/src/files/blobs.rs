@@ -211,9 +211,10 @@ impl BlobWriter {
     }
 }
 
-/// On the local file system, wait until the blob and its folder entry are on disk, so the
-/// metadata committed next never outlives its bytes in a power loss (object_store writes
-/// without `fsync`). S3 has stored the object when it answers.
+/// On the local file system, wait until the blob (a new file or a new hard link) and its
+/// folder entry are on disk, so the metadata committed next never outlives its bytes in a
+/// power loss (object_store writes without `fsync`); if that fails, the blob is deleted. S3
+/// has stored the object when it answers.
 async fn flush_to_disk(
     store: &Arc<dyn ObjectStore>,
     path: &Path,
@@ -431,8 +432,13 @@ impl Blobs {
     /// `CopyObject` on S3: the bytes do not pass through Basalt). `false` when `from` does not
     /// exist.
     pub async fn copy(&self, from: &str, to: &str) -> Result<bool, BlobError> {
-        match self.store.copy(&Path::from(from), &Path::from(to)).await {
-            Ok(()) => Ok(true),
+        let to = Path::from(to);
+        match self.store.copy(&Path::from(from), &to).await {
+            Ok(()) => {
+                let local_file = self.local_dir.as_ref().map(|dir| local_path(dir, &to));
+                flush_to_disk(&self.store, &to, local_file).await?;
+                Ok(true)
+            }
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(err) => Err(err.into()),
         }
