@@ -183,19 +183,62 @@ async fn try_insert(conn: &mut PgConnection, file: &FileRecord, name: &str) -> S
 /// committed file of the bucket with that numbered name, so the attempts are bounded by the
 /// files of the name's family plus the lock-free writes racing in; usually there is one.
 pub(super) async fn insert_file(pool: &PgPool, file: FileRecord) -> StoreResult<FileRecord> {
+    write_named(pool, file, FileWrite::Insert).await
+}
+
+/// Which statement writes a file's row under a name.
+#[derive(Clone, Copy)]
+enum FileWrite {
+    /// A new file (`try_insert`).
+    Insert,
+    /// An existing file (`try_update`, or `try_update_locked` inside the numbering).
+    Update,
+}
+
+impl FileWrite {
+    /// The write on its own, without the bucket lock: `false` when the name is taken.
+    async fn unlocked(
+        self,
+        conn: &mut PgConnection,
+        file: &FileRecord,
+        name: &str,
+    ) -> StoreResult<bool> {
+        match self {
+            Self::Insert => try_insert(conn, file, name).await,
+            Self::Update => try_update(conn, file, name).await,
+        }
+    }
+
+    /// The write inside the numbering transaction: `false` when the name is taken.
+    async fn locked(
+        self,
+        tx: &mut PgConnection,
+        file: &FileRecord,
+        name: &str,
+    ) -> StoreResult<bool> {
+        match self {
+            Self::Insert => try_insert(tx, file, name).await,
+            Self::Update => try_update_locked(tx, file, name).await,
+        }
+    }
+}
+
+/// Write a file under its requested name in one statement without the lock; only when the
+/// name is taken, number it under the bucket lock (see `insert_file`).
+async fn write_named(pool: &PgPool, file: FileRecord, how: FileWrite) -> StoreResult<FileRecord> {
     let mut conn = pool.acquire().await.map_err(db_error)?;
-    if try_insert(&mut conn, &file, &file.file_name).await? {
+    if how.unlocked(&mut conn, &file, &file.file_name).await? {
         return Ok(file);
     }
     let mut tx = conn.begin().await.map_err(db_error)?;
     lock_bucket_names(&mut tx, &file.bucket_id).await?;
     // Freed meanwhile (a delete), the name itself comes first, as on SQLite.
     let mut name = file.file_name.clone();
-    if !try_insert(&mut tx, &file, &name).await? {
+    if !how.locked(&mut tx, &file, &name).await? {
         let mut n = first_number(&mut tx, &file.bucket_id, &file.file_name).await?;
         loop {
             name = numbered_name(&file.file_name, n);
-            if try_insert(&mut tx, &file, &name).await? {
+            if how.locked(&mut tx, &file, &name).await? {
                 break;
             }
             n = next_number(n)?;
@@ -391,28 +434,7 @@ async fn try_update_locked(
 /// first one statement without the lock, then, only when the name is taken, numbering under
 /// the bucket lock.
 pub(super) async fn update_file(pool: &PgPool, file: FileRecord) -> StoreResult<FileRecord> {
-    let mut conn = pool.acquire().await.map_err(db_error)?;
-    if try_update(&mut conn, &file, &file.file_name).await? {
-        return Ok(file);
-    }
-    let mut tx = conn.begin().await.map_err(db_error)?;
-    lock_bucket_names(&mut tx, &file.bucket_id).await?;
-    let mut name = file.file_name.clone();
-    if !try_update_locked(&mut tx, &file, &name).await? {
-        let mut n = first_number(&mut tx, &file.bucket_id, &file.file_name).await?;
-        loop {
-            name = numbered_name(&file.file_name, n);
-            if try_update_locked(&mut tx, &file, &name).await? {
-                break;
-            }
-            n = next_number(n)?;
-        }
-    }
-    tx.commit().await.map_err(db_error)?;
-    Ok(FileRecord {
-        file_name: name,
-        ..file
-    })
+    write_named(pool, file, FileWrite::Update).await
 }
 
 /// The read rule of buckets and files (`FileService::find`): public ones, and the reader's own.
