@@ -898,24 +898,27 @@ mod tests {
 
     #[test]
     fn sql_selects_exactly_what_evaluate_selects() {
+        selects_what_evaluate_selects(1500, prop_oneof![arb_expr(), arb_typed_expr()]);
+    }
+
+    /// Run `cases` filters drawn from `exprs` on drawn objects: the SQL selects exactly the
+    /// objects `evaluate` selects.
+    fn selects_what_evaluate_selects(cases: u32, exprs: impl Strategy<Value = Expr>) {
         let rows = std::cell::RefCell::new(Rows::new());
-        runner(1500)
-            .run(
-                &(arb_objects(), prop_oneof![arb_expr(), arb_typed_expr()]),
-                |(objects, expr)| {
-                    let (got, compiled) = rows.borrow_mut().filter(&objects, &expr);
-                    prop_assert_eq!(
-                        got,
-                        expected(&objects, &expr),
-                        "\nexpr: {}\nsql: {}\nparams: {:?}\nobjects: {:?}",
-                        expr,
-                        compiled.sql,
-                        compiled.params,
-                        objects.iter().map(Object::visible).collect::<Vec<_>>(),
-                    );
-                    Ok(())
-                },
-            )
+        runner(cases)
+            .run(&(arb_objects(), exprs), |(objects, expr)| {
+                let (got, compiled) = rows.borrow_mut().filter(&objects, &expr);
+                prop_assert_eq!(
+                    got,
+                    expected(&objects, &expr),
+                    "\nexpr: {}\nsql: {}\nparams: {:?}\nobjects: {:?}",
+                    expr,
+                    compiled.sql,
+                    compiled.params,
+                    objects.iter().map(Object::visible).collect::<Vec<_>>(),
+                );
+                Ok(())
+            })
             .unwrap();
     }
 
@@ -950,22 +953,7 @@ mod tests {
 
     #[test]
     fn index_conditions_change_nothing() {
-        let rows = std::cell::RefCell::new(Rows::new());
-        runner(600)
-            .run(&(arb_objects(), arb_indexable_expr()), |(objects, expr)| {
-                let (got, compiled) = rows.borrow_mut().filter(&objects, &expr);
-                prop_assert_eq!(
-                    got,
-                    expected(&objects, &expr),
-                    "\nexpr: {}\nsql: {}\nparams: {:?}\nobjects: {:?}",
-                    expr,
-                    compiled.sql,
-                    compiled.params,
-                    objects.iter().map(Object::visible).collect::<Vec<_>>(),
-                );
-                Ok(())
-            })
-            .unwrap();
+        selects_what_evaluate_selects(600, arb_indexable_expr());
     }
 
     #[test]
