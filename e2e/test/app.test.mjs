@@ -84,11 +84,34 @@ after(async () => {
   if (shots) console.log(`# screenshots: ${shots.dir}`);
 });
 
+/** A test step that, when it fails, prints where each device's page is and what it shows. */
+function step(name, body) {
+  test(name, STEP, async () => {
+    try {
+      await body();
+    } catch (error) {
+      await describePages();
+      throw error;
+    }
+  });
+}
+
+async function describePages() {
+  for (const [index, { page }] of devices.entries()) {
+    if (page.isClosed()) continue;
+    const text = await page
+      .locator("body")
+      .innerText({ timeout: 2_000 })
+      .catch((error) => `(unreadable: ${error.message})`);
+    console.log(`# device ${index + 1} at ${page.url()}:\n${text.slice(0, 1_000).replace(/^/gm, "#   ")}`);
+  }
+}
+
 describe("the example app on Basalt", { timeout: 180_000 }, () => {
   let ada; // the first device
   let second; // a second device of the same person
 
-  test("the start page links to sign-in, sign-up and magic link, and asks no outside host", STEP, async () => {
+  step("the start page links to sign-in, sign-up and magic link, and asks no outside host", async () => {
     ada = await device();
     const { page } = ada;
     await page.goto(server.url);
@@ -102,7 +125,7 @@ describe("the example app on Basalt", { timeout: 180_000 }, () => {
     ada.check();
   });
 
-  test("sign-up sends a confirmation mail whose link lands on the profile, signed in", STEP, async () => {
+  step("sign-up sends a confirmation mail whose link lands on the profile, signed in", async () => {
     const { page } = ada;
     await page.getByRole("link", { name: /^Sign up/ }).click();
     await page.waitForURL(`${server.url}/sign-up`);
@@ -130,7 +153,7 @@ describe("the example app on Basalt", { timeout: 180_000 }, () => {
     ada.check();
   });
 
-  test("a changed name is saved on Enter and still there after a reload", STEP, async () => {
+  step("a changed name is saved on Enter and still there after a reload", async () => {
     const { page } = ada;
     await page.getByRole("button", { name: "Edit name" }).click();
     await page.getByLabel("Name", { exact: true }).fill("Ada Lovelace");
@@ -141,7 +164,7 @@ describe("the example app on Basalt", { timeout: 180_000 }, () => {
     ada.check();
   });
 
-  test("an uploaded PNG avatar renders from its publicPath; a second upload replaces it", STEP, async () => {
+  step("an uploaded PNG avatar renders from its publicPath; a second upload replaces it", async () => {
     const { page } = ada;
     const input = page.getByLabel("Profile picture file");
     await input.setInputFiles({ name: "red.png", mimeType: "image/png", buffer: solidPng(40, 40, [220, 38, 38]) });
@@ -161,7 +184,7 @@ describe("the example app on Basalt", { timeout: 180_000 }, () => {
     ada.check();
   });
 
-  test("a second device's session is listed and signed out from the first; its next call lands on /sign-in", STEP, async () => {
+  step("a second device's session is listed and signed out from the first; its next call lands on /sign-in", async () => {
     second = await device();
     await signIn(second.page, firstPassword);
     await second.page.waitForURL(`${server.url}/profile`);
@@ -188,7 +211,7 @@ describe("the example app on Basalt", { timeout: 180_000 }, () => {
     ada.check();
   });
 
-  test("sign-out ends the session and the profile is private again", STEP, async () => {
+  step("sign-out ends the session and the profile is private again", async () => {
     const { page } = ada;
     await signOut(page);
     await page.getByText("You are signed out.").waitFor();
@@ -197,7 +220,7 @@ describe("the example app on Basalt", { timeout: 180_000 }, () => {
     ada.check();
   });
 
-  test("a magic link from the mailbox signs in", STEP, async () => {
+  step("a magic link from the mailbox signs in", async () => {
     const { page } = ada;
     await page.goto(`${server.url}/magic-link`);
     await page.getByLabel("Email", { exact: true }).fill(email);
@@ -211,11 +234,14 @@ describe("the example app on Basalt", { timeout: 180_000 }, () => {
     ada.check();
   });
 
-  test("a password reset from the mailbox sets the new password", STEP, async () => {
+  step("a password reset from the mailbox sets the new password", async () => {
     const { page } = ada;
     await page.getByRole("link", { name: "Forgot your password?" }).click();
+    // The sign-in page has an Email field too: fill only once the new page has rendered.
+    const send = page.getByRole("button", { name: "Send me a reset link" });
+    await send.waitFor();
     await page.getByLabel("Email", { exact: true }).fill(email);
-    await page.getByRole("button", { name: "Send me a reset link" }).click();
+    await send.click();
     await page.getByText("a link to reset the password is on its way").waitFor();
     await page.goto(await mailedLink(email, "reset", seenMail));
     await page.waitForURL(`${server.url}/reset-password`);
@@ -230,7 +256,7 @@ describe("the example app on Basalt", { timeout: 180_000 }, () => {
     ada.check();
   });
 
-  test("a wrong password shows the server's message", STEP, async () => {
+  step("a wrong password shows the server's message", async () => {
     const stranger = await device();
     const { page } = stranger;
     await page.goto(`${server.url}/sign-in`);
@@ -248,7 +274,7 @@ describe("the example app on Basalt", { timeout: 180_000 }, () => {
     stranger.check();
   });
 
-  test("a used or forged link comes back to /sign-in with the server's error", STEP, async () => {
+  step("a used or forged link comes back to /sign-in with the server's error", async () => {
     const stranger = await device();
     const { page } = stranger;
     await page.goto(`${server.url}/_auth/email/magic?token=${"A".repeat(43)}`);
@@ -258,7 +284,7 @@ describe("the example app on Basalt", { timeout: 180_000 }, () => {
     stranger.check();
   });
 
-  test("on a phone screen the profile fits the width", STEP, async () => {
+  step("on a phone screen the profile fits the width", async () => {
     const phone = await device({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
     const { page } = phone;
     await signIn(page, resetPassword);
