@@ -243,41 +243,88 @@ async fn read_answer(stream: &mut tokio::net::TcpStream) -> Option<String> {
 }
 
 #[tokio::test]
-async fn an_upload_whose_closing_boundary_comes_late_keeps_the_connection() {
-    // Clients stream a form part by part: the closing `--boundary--` may reach the server in a
-    // packet of its own after the file's bytes. The upload must read it before answering, or
-    // the server drops the connection the client is about to send its next request down.
-    use tokio::io::AsyncWriteExt;
+async fn an_upload_whose_end_comes_late_keeps_the_connection() {
+    // Clients stream a form part by part: the closing `--boundary--`, the line break after it
+    // or the end of a chunked body may reach the server in a packet of its own after the
+    // file's bytes. The upload must read the body to its end before answering, or the server
+    // drops the connection the client is about to send its next request down.
     let app = TestApp::spawn_with(spawn_with_files()).await;
     let (_, token) = user(&app).await;
-    let addr = app.url.trim_start_matches("http://").to_string();
-    let path = "/_api/rest/v1/storage/bucket/upload-formdata?bucket=root&fileName=late.png";
     let part =
         b"--b0undary\r\nContent-Disposition: form-data; name=\"file\"; filename=\"blob\"\r\n\
         Content-Type: image/png\r\n\r\n";
-    let (file_part, tail) = ([&part[..], PNG, b"\r\n--b0undary"].concat(), b"--\r\n");
+    let body = [&part[..], PNG, b"\r\n--b0undary--\r\n"].concat();
+    for (tail, chunked) in [
+        ("--\r\n", false),
+        ("\r\n", false),
+        ("--\r\n", true),
+        ("\r\n", true),
+        ("", true),
+    ] {
+        let (sent, late) = body.split_at(body.len() - tail.len());
+        let case = format!("{tail:?} late, chunked: {chunked}");
+        upload_in_two_packets(&app, &token, sent, late, chunked, &case).await;
+    }
+}
+
+/// Uploads `first` then, after a pause long enough for the server to answer early, `late`,
+/// as one body (a chunk each when `chunked`, the end of the chunked body after `late`), and
+/// checks that the answer is 200 and the connection serves another request.
+async fn upload_in_two_packets(
+    app: &TestApp,
+    token: &str,
+    first: &[u8],
+    late: &[u8],
+    chunked: bool,
+    case: &str,
+) {
+    use tokio::io::AsyncWriteExt;
+    let addr = app.url.trim_start_matches("http://").to_string();
+    let path = "/_api/rest/v1/storage/bucket/upload-formdata?bucket=root&fileName=late.png";
+    let chunk = |bytes: &[u8]| {
+        if chunked && !bytes.is_empty() {
+            [format!("{:x}\r\n", bytes.len()).as_bytes(), bytes, b"\r\n"].concat()
+        } else {
+            bytes.to_vec()
+        }
+    };
+    let (framing, first, mut late) = if chunked {
+        (
+            "Transfer-Encoding: chunked".to_string(),
+            chunk(first),
+            chunk(late),
+        )
+    } else {
+        (
+            format!("Content-Length: {}", first.len() + late.len()),
+            first.to_vec(),
+            late.to_vec(),
+        )
+    };
+    if chunked {
+        late.extend_from_slice(b"0\r\n\r\n");
+    }
     let head = format!(
         "POST {path} HTTP/1.1\r\nHost: {addr}\r\nX-Client-Key: {KEY}\r\nSession: {token}\r\n\
-         Content-Type: multipart/form-data; boundary=b0undary\r\nContent-Length: {}\r\n\r\n",
-        file_part.len() + tail.len()
+         Content-Type: multipart/form-data; boundary=b0undary\r\n{framing}\r\n\r\n"
     );
     let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
     stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(&file_part).await.unwrap();
+    stream.write_all(&first).await.unwrap();
     // Give the server the chance to answer early (the bug this test is about), then finish.
     let early = tokio::time::timeout(
         std::time::Duration::from_millis(300),
         read_answer(&mut stream),
     )
     .await;
-    let _ = stream.write_all(tail).await;
+    let _ = stream.write_all(&late).await;
     let upload = match early {
         Ok(answer) => answer,
         Err(_) => read_answer(&mut stream).await,
     };
-    let upload = upload.expect("an answer to the upload");
-    assert!(upload.starts_with("http/1.1 200"), "{upload}");
-    assert!(!upload.contains("connection: close"), "{upload}");
+    let upload = upload.unwrap_or_else(|| panic!("{case}: no answer to the upload"));
+    assert!(upload.starts_with("http/1.1 200"), "{case}: {upload}");
+    assert!(!upload.contains("connection: close"), "{case}: {upload}");
 
     let _ = stream
         .write_all(format!("GET /health HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
@@ -287,7 +334,7 @@ async fn an_upload_whose_closing_boundary_comes_late_keeps_the_connection() {
         health
             .as_deref()
             .is_some_and(|h| h.starts_with("http/1.1 200")),
-        "the next request on the same connection: {health:?}"
+        "{case}: the next request on the same connection: {health:?}"
     );
 }
 

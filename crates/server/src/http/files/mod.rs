@@ -1,6 +1,7 @@
 //! `/_api/rest/v1/storage/*` and `/_storage/{bucketId}/{fileId}` (protocol.md §6): the bucket
 //! and file calls here, uploads in `uploads.rs`, public paths in `serve.rs`.
 
+mod form;
 mod lists;
 mod serve;
 mod transfer;

@@ -3,12 +3,13 @@
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Multipart, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
 use serde_json::Value;
 
+use super::form::FormBody;
 use super::{file_json, writer};
 use crate::files::{Content, FileError, Upload, decode_object_body};
 use crate::http::error::ApiError;
@@ -63,71 +64,58 @@ pub(super) async fn upload_formdata(
     state: State<AppState>,
     session: SessionHeader,
     query: RawQuery,
-    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Response, ClosingError> {
-    formdata(state, session, query, multipart, Target::New).await
+    formdata(
+        state,
+        session,
+        query,
+        FormBody::new(&headers, body),
+        Target::New,
+    )
+    .await
 }
 
 pub(super) async fn replace_formdata(
     state: State<AppState>,
     session: SessionHeader,
     query: RawQuery,
-    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Response, ClosingError> {
-    formdata(state, session, query, multipart, Target::Replace).await
+    formdata(
+        state,
+        session,
+        query,
+        FormBody::new(&headers, body),
+        Target::Replace,
+    )
+    .await
 }
 
 async fn formdata(
     State(state): State<AppState>,
     session: SessionHeader,
     query: RawQuery,
-    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+    form: Option<FormBody>,
     target: Target,
 ) -> Result<Response, ClosingError> {
-    let mut multipart = multipart.map_err(|_| {
+    let mut form = form.ok_or_else(|| {
         ClosingError(ApiError::client(
             StatusCode::BAD_REQUEST,
             "invalid_body",
             "The body must be multipart/form-data with a part named 'file'.",
         ))
     })?;
-    let outcome = store_formdata(&state, &session, &query, &mut multipart, target).await;
-    // Read what the client still sends after the file (the closing boundary, which may come in
-    // a packet of its own, or further parts), success or not: answered before its body ends, a
-    // connection is dropped after the answer, and the client's next request on it fails.
-    let drained = drain(&mut multipart).await;
+    let outcome = store_formdata(&state, &session, &query, &mut form, target).await;
+    // Read what the client still sends after the file, success or not (see `form.rs`).
+    let finished = form.finish().await;
     let mut response = Json(outcome?).into_response();
-    if !drained {
+    if !finished {
         close_after(&mut response);
     }
     Ok(response)
-}
-
-/// Reads and drops the rest of a multipart body, up to 64 MiB and 10 s: true when it ended.
-async fn drain(multipart: &mut Multipart) -> bool {
-    let drain = async {
-        let mut seen = 0usize;
-        loop {
-            let mut field = match multipart.next_field().await {
-                Ok(Some(field)) => field,
-                Ok(None) => return true, // the closing boundary was read
-                Err(_) => return false,
-            };
-            loop {
-                match field.chunk().await {
-                    Ok(Some(chunk)) => seen += chunk.len(),
-                    Ok(None) => break,
-                    Err(_) => return false,
-                }
-                if seen > 64 * 1024 * 1024 {
-                    return false;
-                }
-            }
-        }
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(10), drain)
-        .await
-        .unwrap_or(false)
 }
 
 /// Tells the client this connection ends with the answer.
@@ -178,7 +166,7 @@ async fn store_formdata(
     state: &AppState,
     session: &SessionHeader,
     query: &RawQuery,
-    multipart: &mut Multipart,
+    form: &mut FormBody,
     target: Target,
 ) -> Result<Value, ApiError> {
     let bucket = query.require("bucket")?.to_string();
@@ -190,9 +178,10 @@ async fn store_formdata(
     let (is_public, tags) = upload_options(query)?;
     let caller = before_upload(state, session, &bucket).await?;
     loop {
-        let field = multipart.next_field().await.map_err(|err| {
-            ApiError::client(StatusCode::BAD_REQUEST, "invalid_body", err.body_text())
-        })?;
+        let field = form
+            .next_part()
+            .await
+            .map_err(|err| ApiError::client(StatusCode::BAD_REQUEST, "invalid_body", err))?;
         let Some(field) = field else {
             return Err(ApiError::missing("file"));
         };
@@ -200,10 +189,10 @@ async fn store_formdata(
             continue;
         }
         let content = Content {
-            content_type: field.content_type().map(String::from),
+            content_type: field.content_type().map(|mime| mime.as_ref().to_string()),
             part_file_name: field.file_name().map(String::from),
         };
-        let stream = Box::pin(field.map_err(|err| err.body_text()));
+        let stream = Box::pin(field.map_err(|err| err.to_string()));
         let file = match target {
             Target::New => {
                 let upload = Upload {
