@@ -206,14 +206,16 @@ pub async fn sqlite_to_postgres(from: &Path, to: &str) -> Result<CopyReport, Cop
         .await
         .map_err(|err| CopyError::Target(format!("cannot connect to PostgreSQL: {err}")))?;
     probe.close().await.map_err(write_error)?;
-    let store = PostgresStore::open(to, 2).await.map_err(|err| {
+    let opening = |err| {
         let cause = match err {
             StoreError::Backend(cause) => cause.to_string(),
             other => other.to_string(),
         };
         CopyError::Target(format!("opening the PostgreSQL database: {cause}"))
-    })?;
-    let mut tx = store.pool().begin().await.map_err(write_error)?;
+    };
+    let store = PostgresStore::open(to, 2).await.map_err(opening)?;
+    let mut conn = store.connection().await.map_err(opening)?;
+    let mut tx = conn.begin().await.map_err(write_error)?;
     let postgres_level = target::level(&mut tx).await?;
     check_postgres_level(postgres_level, postgres::schema_level())?;
     let target_tables = target::tables(&mut tx).await?;

@@ -192,7 +192,7 @@ async fn counts(db: &TestDatabase) -> Vec<i64> {
     let mut counts = Vec::new();
     for table in TABLES {
         let n: i64 = query_scalar(&format!("SELECT count(*) FROM {table}"))
-            .fetch_one(store.pool())
+            .fetch_one(&mut *store.connection().await.unwrap())
             .await
             .unwrap();
         counts.push(n);
@@ -447,7 +447,7 @@ async fn schemas_at_other_levels_or_with_unknown_tables_are_refused() {
 
     let pg = PostgresStore::open(&db.url, 1).await.unwrap();
     sqlx_core::query::query("INSERT INTO basalt_migrations (version, name) VALUES (99, 'later')")
-        .execute(pg.pool())
+        .execute(&mut *pg.connection().await.unwrap())
         .await
         .unwrap();
     let err = sqlite_to_postgres(&path, &db.url).await.unwrap_err();

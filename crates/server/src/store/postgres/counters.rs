@@ -5,11 +5,13 @@
 use std::sync::LazyLock;
 
 use async_trait::async_trait;
+use sqlx_core::connection::Connection;
 use sqlx_core::query::query;
 use sqlx_core::row::Row;
-use sqlx_postgres::{PgConnection, PgPool};
+use sqlx_postgres::PgConnection;
 
 use super::db_error;
+use super::pool::Pool;
 use crate::store::{BucketTake, FailureRule, Millis, RateCounters, Refused, StoreResult};
 
 /// The tokens of the stored bucket `b`, refilled to `$3` (now): the float8 operations of
@@ -81,11 +83,11 @@ fn counted(consecutive: &str, window_start: &str, in_window: &str, blocked: &str
 
 /// The counters of one PostgreSQL database.
 pub(super) struct PgCounters {
-    pool: PgPool,
+    pool: Pool,
 }
 
 impl PgCounters {
-    pub(super) fn new(pool: PgPool) -> Self {
+    pub(super) fn new(pool: Pool) -> Self {
         Self { pool }
     }
 }
@@ -131,7 +133,7 @@ impl RateCounters for PgCounters {
     async fn take(&self, buckets: &[BucketTake<'_>], now: Millis) -> StoreResult<Refused> {
         if let [bucket] = buckets {
             // One statement is atomic on its own.
-            let mut conn = self.pool.acquire().await.map_err(db_error)?;
+            let mut conn = self.pool.get().await?;
             let refused = take_one(&mut conn, bucket, now).await?;
             return Ok(refused.map(|tokens| vec![(0, tokens)]).unwrap_or_default());
         }
@@ -139,7 +141,8 @@ impl RateCounters for PgCounters {
         // in one order (name, key) so that concurrent checks never deadlock.
         let mut order: Vec<usize> = (0..buckets.len()).collect();
         order.sort_by_key(|&i| (buckets[i].name, buckets[i].key));
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut conn = self.pool.get().await?;
+        let mut tx = conn.begin().await.map_err(db_error)?;
         let mut refused = Vec::new();
         for i in order {
             if let Some(tokens) = take_one(&mut tx, &buckets[i], now).await? {
@@ -157,7 +160,7 @@ impl RateCounters for PgCounters {
     async fn blocked_until(&self, account: &str) -> StoreResult<Option<Millis>> {
         query("SELECT blocked_until FROM sign_in_failures WHERE account = $1")
             .bind(account)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.pool.get().await?)
             .await
             .map_err(db_error)?
             .map(|row| row.try_get("blocked_until").map_err(db_error))
@@ -177,7 +180,7 @@ impl RateCounters for PgCounters {
             .bind(i64::from(rule.free))
             .bind(&rule.delays_ms)
             .bind(i64::from(rule.lockout))
-            .execute(&self.pool)
+            .execute(&mut *self.pool.get().await?)
             .await
             .map_err(db_error)?;
         Ok(())
@@ -186,7 +189,7 @@ impl RateCounters for PgCounters {
     async fn clear_failures(&self, account: &str) -> StoreResult<()> {
         query("DELETE FROM sign_in_failures WHERE account = $1")
             .bind(account)
-            .execute(&self.pool)
+            .execute(&mut *self.pool.get().await?)
             .await
             .map_err(db_error)?;
         Ok(())
@@ -199,7 +202,7 @@ impl RateCounters for PgCounters {
              SELECT (SELECT COUNT(*) FROM buckets) + (SELECT COUNT(*) FROM failures)",
         )
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.pool.get().await?)
         .await
         .map_err(db_error)?;
         let pruned: i64 = row.try_get(0).map_err(db_error)?;

@@ -9,6 +9,7 @@
 mod accounts;
 mod counters;
 mod objects;
+mod pool;
 mod sql;
 mod storage;
 
@@ -20,12 +21,13 @@ use sqlx_core::connection::Connection;
 use sqlx_core::query::query;
 use sqlx_core::raw_sql::raw_sql;
 use sqlx_core::row::Row;
-use sqlx_postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx_postgres::PgRow;
 
 use self::accounts::{
     delete_reset_links, insert_mail, insert_session, insert_token, json_object, mail_from_row,
     session_from_row, spend_grant, token_from_row, user_from_row,
 };
+use self::pool::{Pool, PooledConnection};
 use self::sql::{Bind, Sql, count, order_by, push_page};
 
 use super::{
@@ -71,7 +73,7 @@ pub(super) fn schema_level() -> i64 {
         .map_or(0, |(version, _, _)| i64::from(*version))
 }
 
-/// A pooled connection idle this long is pinged before use (see `PostgresStore::connect`).
+/// A pooled connection taken out this long ago or longer is pinged before use (`pool.rs`).
 const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 /// Key of the advisory lock that serialises migrations and index changes across nodes
@@ -86,7 +88,7 @@ fn rows<T>(rows: &[PgRow], from_row: fn(&PgRow) -> StoreResult<T>) -> StoreResul
 /// PostgreSQL store; cheap to clone.
 #[derive(Clone)]
 pub struct PostgresStore {
-    pool: PgPool,
+    pool: Pool,
 }
 
 fn backend(err: impl std::error::Error + Send + Sync + 'static) -> StoreError {
@@ -100,6 +102,7 @@ const QUERY_CANCELED: &str = "57014";
 /// the address, `unique` otherwise), cancelled statements `TimedOut`; everything else
 /// `Backend`.
 fn db_error(err: sqlx_core::Error) -> StoreError {
+    pool::note_failure(&err);
     if let sqlx_core::Error::Database(db) = &err
         && db.code().as_deref() == Some(QUERY_CANCELED)
     {
@@ -139,60 +142,29 @@ impl PostgresStore {
     }
 
     /// As [`open_with_timeout`](Self::open_with_timeout), pinging a pooled connection before
-    /// use only when it has been idle for `ping_after_idle` or longer.
-    ///
-    /// sqlx pings every connection when it goes back to the pool and, by default, again
-    /// when it is taken out: two round trips around each unit of work, which in a pool busy
-    /// with short reads cost as much as the reads. A connection used a moment ago was checked
-    /// as it came back; one that sat idle may have been cut meanwhile (a server restart, a
-    /// proxy's idle limit) and is checked again, and replaced if it does not answer.
+    /// use only when it was taken out `ping_after_idle` or longer ago (see `pool.rs`).
     async fn connect(
         url: &str,
         max_connections: u32,
         statement_timeout: Option<Duration>,
         ping_after_idle: Duration,
     ) -> StoreResult<Self> {
-        let timeout_ms = statement_timeout.map_or(0, |t| t.as_millis());
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(10))
-            .test_before_acquire(false)
-            .before_acquire(move |conn, meta| {
-                Box::pin(async move {
-                    if meta.idle_for >= ping_after_idle {
-                        conn.ping().await?;
-                    }
-                    Ok(true)
-                })
-            })
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    if timeout_ms > 0 {
-                        query("SELECT set_config('statement_timeout', $1, false)")
-                            .bind(timeout_ms.to_string())
-                            .execute(&mut *conn)
-                            .await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect(url)
-            .await
-            .map_err(db_error)?;
+        let pool = Pool::connect(url, max_connections, statement_timeout, ping_after_idle).await?;
         let store = Self { pool };
         store.migrate().await?;
         Ok(store)
     }
 
-    /// The pool, for the SQLite-to-PostgreSQL copy (`store/copy`).
-    pub(super) fn pool(&self) -> &PgPool {
-        &self.pool
+    /// A connection, for the SQLite-to-PostgreSQL copy (`store/copy`).
+    pub(super) async fn connection(&self) -> StoreResult<PooledConnection> {
+        self.pool.get().await
     }
 
     /// Apply the migrations not yet recorded in `basalt_migrations`, in one transaction
     /// holding an advisory lock: a node starting meanwhile waits, then finds them applied.
     async fn migrate(&self) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut conn = self.pool.get().await?;
+        let mut tx = conn.begin().await.map_err(db_error)?;
         lift_statement_timeout(&mut tx).await?;
         query("SELECT pg_advisory_xact_lock($1)")
             .bind(SCHEMA_LOCK)
@@ -267,7 +239,7 @@ impl PostgresStore {
         statement: sqlx_core::query::Query<'_, sqlx_postgres::Postgres, sqlx_postgres::PgArguments>,
     ) -> StoreResult<u64> {
         Ok(statement
-            .execute(&self.pool)
+            .execute(&mut *self.pool.get().await?)
             .await
             .map_err(db_error)?
             .rows_affected())
@@ -282,7 +254,8 @@ impl Store for PostgresStore {
         link: Option<(NewToken, NewMail)>,
         session: Option<NewSession>,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut conn = self.pool.get().await?;
+        let mut tx = conn.begin().await.map_err(db_error)?;
         query(
             "INSERT INTO users (id, email, email_key, email_verified, password_hash, provider,
                 provider_user_id, data, sign_up_at, last_login_at, created_at, updated_at)
@@ -311,7 +284,7 @@ impl Store for PostgresStore {
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<UserRecord>> {
         query("SELECT * FROM users WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.pool.get().await?)
             .await
             .map_err(db_error)?
             .as_ref()
@@ -322,7 +295,7 @@ impl Store for PostgresStore {
     async fn user_by_email(&self, email_key: &str) -> StoreResult<Option<UserRecord>> {
         query("SELECT * FROM users WHERE email_key = $1")
             .bind(email_key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.pool.get().await?)
             .await
             .map_err(db_error)?
             .as_ref()
@@ -351,7 +324,8 @@ impl Store for PostgresStore {
     }
 
     async fn record_sign_in(&self, session: NewSession, rehash: Option<String>) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut conn = self.pool.get().await?;
+        let mut tx = conn.begin().await.map_err(db_error)?;
         insert_session(&mut tx, &session).await?;
         if let Some(hash) = &rehash {
             query("UPDATE users SET password_hash = $2 WHERE id = $1")
@@ -371,7 +345,8 @@ impl Store for PostgresStore {
         keep_session: Option<&str>,
         now: Millis,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut conn = self.pool.get().await?;
+        let mut tx = conn.begin().await.map_err(db_error)?;
         query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
             .bind(user_id)
             .bind(password_hash)
@@ -420,7 +395,7 @@ impl Store for PostgresStore {
              FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1",
         )
         .bind(token_hash)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.pool.get().await?)
         .await
         .map_err(db_error)?;
         match row {
@@ -443,7 +418,7 @@ impl Store for PostgresStore {
         let found =
             query("SELECT * FROM sessions WHERE user_id = $1 ORDER BY created_at ASC, id ASC")
                 .bind(user_id)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.pool.get().await?)
                 .await
                 .map_err(db_error)?;
         found.iter().map(|row| session_from_row(row, "")).collect()
@@ -494,7 +469,8 @@ impl Store for PostgresStore {
     }
 
     async fn issue_link(&self, token: NewToken, mail: NewMail) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut conn = self.pool.get().await?;
+        let mut tx = conn.begin().await.map_err(db_error)?;
         query("DELETE FROM tokens WHERE user_id = $1 AND kind = $2 AND used_at IS NULL")
             .bind(&token.user_id)
             .bind(token.kind.as_str())
@@ -507,14 +483,14 @@ impl Store for PostgresStore {
     }
 
     async fn insert_token(&self, token: NewToken) -> StoreResult<()> {
-        let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        let mut conn = self.pool.get().await?;
         insert_token(&mut conn, &token).await
     }
 
     async fn token_by_hash(&self, token_hash: &str) -> StoreResult<Option<TokenRecord>> {
         let row = query("SELECT * FROM tokens WHERE token_hash = $1")
             .bind(token_hash)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.pool.get().await?)
             .await
             .map_err(db_error)?;
         match row {
@@ -524,7 +500,8 @@ impl Store for PostgresStore {
     }
 
     async fn redeem_grant(&self, redeem: RedeemGrant) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut conn = self.pool.get().await?;
+        let mut tx = conn.begin().await.map_err(db_error)?;
         let now = redeem.session.now;
         let user_id = &redeem.session.user_id;
         // Dropping the transaction rolls it back: nothing of a refused redemption is written.
@@ -561,7 +538,8 @@ impl Store for PostgresStore {
     }
 
     async fn reset_password(&self, reset: ResetPassword) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut conn = self.pool.get().await?;
+        let mut tx = conn.begin().await.map_err(db_error)?;
         if !spend_grant(
             &mut tx,
             &reset.grant_id,
@@ -593,7 +571,7 @@ impl Store for PostgresStore {
     }
 
     async fn enqueue_mail(&self, mail: NewMail) -> StoreResult<()> {
-        let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        let mut conn = self.pool.get().await?;
         insert_mail(&mut conn, &mail).await
     }
 
@@ -618,7 +596,7 @@ impl Store for PostgresStore {
         .bind(now)
         .bind(lease_until)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.pool.get().await?)
         .await
         .map_err(db_error)?;
         let mut claimed = found
@@ -675,7 +653,7 @@ impl Store for PostgresStore {
              ORDER BY sent_at DESC, created_at DESC, seq DESC LIMIT $1",
         )
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.pool.get().await?)
         .await
         .map_err(db_error)?;
         rows(&found, mail_from_row)
@@ -683,7 +661,7 @@ impl Store for PostgresStore {
 
     async fn client_keys(&self) -> StoreResult<Vec<ClientKeyRecord>> {
         let found = query("SELECT * FROM client_keys ORDER BY created_at ASC, seq ASC")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.pool.get().await?)
             .await
             .map_err(db_error)?;
         rows(&found, |row| {
@@ -731,7 +709,7 @@ impl Store for PostgresStore {
             .bind(user_id)
             .bind(Value::Object(patch))
             .bind(now)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.pool.get().await?)
             .await
             .map_err(db_error)?
             .as_ref()
@@ -740,15 +718,15 @@ impl Store for PostgresStore {
     }
 
     async fn bucket(&self, id_or_name: &str) -> StoreResult<Option<BucketRecord>> {
-        storage::bucket(&self.pool, id_or_name).await
+        storage::bucket(&mut *self.pool.get().await?, id_or_name).await
     }
 
     async fn insert_file(&self, file: FileRecord) -> StoreResult<FileRecord> {
-        storage::insert_file(&self.pool, file).await
+        storage::insert_file(&mut *self.pool.get().await?, file).await
     }
 
     async fn file(&self, bucket_id: &str, file_id: &str) -> StoreResult<Option<FileRecord>> {
-        storage::file(&self.pool, bucket_id, file_id).await
+        storage::file(&mut *self.pool.get().await?, bucket_id, file_id).await
     }
 
     async fn file_by_key(
@@ -756,15 +734,15 @@ impl Store for PostgresStore {
         bucket_id: &str,
         id_or_name: &str,
     ) -> StoreResult<Option<FileRecord>> {
-        storage::file_by_key(&self.pool, bucket_id, id_or_name).await
+        storage::file_by_key(&mut *self.pool.get().await?, bucket_id, id_or_name).await
     }
 
     async fn delete_file(&self, bucket_id: &str, file_id: &str) -> StoreResult<Option<String>> {
-        storage::delete_file(&self.pool, bucket_id, file_id).await
+        storage::delete_file(&mut *self.pool.get().await?, bucket_id, file_id).await
     }
 
     async fn insert_bucket(&self, bucket: BucketRecord) -> StoreResult<()> {
-        storage::insert_bucket(&self.pool, bucket).await
+        storage::insert_bucket(&mut *self.pool.get().await?, bucket).await
     }
 
     async fn update_bucket(
@@ -772,7 +750,7 @@ impl Store for PostgresStore {
         bucket: BucketRecord,
         files_public: Option<bool>,
     ) -> StoreResult<()> {
-        storage::update_bucket(&self.pool, bucket, files_public).await
+        storage::update_bucket(&mut *self.pool.get().await?, bucket, files_public).await
     }
 
     async fn delete_bucket_files(
@@ -780,25 +758,25 @@ impl Store for PostgresStore {
         bucket_id: &str,
         bucket_too: bool,
     ) -> StoreResult<Vec<String>> {
-        storage::delete_bucket_files(&self.pool, bucket_id, bucket_too).await
+        storage::delete_bucket_files(&mut *self.pool.get().await?, bucket_id, bucket_too).await
     }
 
     async fn update_file(&self, file: FileRecord) -> StoreResult<FileRecord> {
-        storage::update_file(&self.pool, file).await
+        storage::update_file(&mut *self.pool.get().await?, file).await
     }
 
     async fn query_buckets(
         &self,
         query: StorageQuery,
     ) -> StoreResult<(Vec<BucketRecord>, Option<u64>)> {
-        storage::query_buckets(&self.pool, query).await
+        storage::query_buckets(&mut *self.pool.get().await?, query).await
     }
 
     async fn query_files(
         &self,
         query: StorageQuery,
     ) -> StoreResult<(Vec<FileRecord>, Option<u64>)> {
-        storage::query_files(&self.pool, query).await
+        storage::query_files(&mut *self.pool.get().await?, query).await
     }
 
     async fn storage_stats(
@@ -806,7 +784,7 @@ impl Store for PostgresStore {
         reader: Option<&str>,
         bucket_id: Option<&str>,
     ) -> StoreResult<StorageStats> {
-        storage::storage_stats(&self.pool, reader, bucket_id).await
+        storage::storage_stats(&mut *self.pool.get().await?, reader, bucket_id).await
     }
 
     async fn delete_owned_files(
@@ -815,15 +793,15 @@ impl Store for PostgresStore {
         owner: &str,
         keys: Vec<String>,
     ) -> StoreResult<Vec<String>> {
-        storage::delete_owned_files(&self.pool, bucket_id, owner, keys).await
+        storage::delete_owned_files(&mut *self.pool.get().await?, bucket_id, owner, keys).await
     }
 
     async fn insert_objects(&self, objects: Vec<ObjectWrite>) -> StoreResult<()> {
-        objects::insert_objects(&self.pool, objects).await
+        objects::insert_objects(&mut *self.pool.get().await?, objects).await
     }
 
     async fn object(&self, model: &str, id: &str) -> StoreResult<Option<ObjectRecord>> {
-        objects::object(&self.pool, model, id).await
+        objects::object(&mut *self.pool.get().await?, model, id).await
     }
 
     async fn replace_object(
@@ -831,7 +809,7 @@ impl Store for PostgresStore {
         object: ObjectWrite,
         expected_version: i64,
     ) -> StoreResult<bool> {
-        objects::replace_object(&self.pool, object, expected_version).await
+        objects::replace_object(&mut *self.pool.get().await?, object, expected_version).await
     }
 
     async fn delete_object(&self, model: &str, id: &str) -> StoreResult<bool> {
@@ -849,28 +827,28 @@ impl Store for PostgresStore {
         &self,
         query: ObjectQuery,
     ) -> StoreResult<(Vec<ObjectRecord>, Option<u64>)> {
-        objects::query_objects(&self.pool, query).await
+        objects::query_objects(&mut *self.pool.get().await?, query).await
     }
 
     async fn scan_objects(&self, query: ObjectQuery, visit: ObjectVisitor) -> StoreResult<()> {
-        objects::scan_objects(&self.pool, query, visit).await
+        objects::scan_objects(&mut *self.pool.get().await?, query, visit).await
     }
 
     async fn objects_by_ids(&self, ids: Vec<String>) -> StoreResult<Vec<ObjectRecord>> {
-        objects::objects_by_ids(&self.pool, ids).await
+        objects::objects_by_ids(&mut *self.pool.get().await?, ids).await
     }
 
     async fn ensure_indexes(&self, indexes: Vec<ObjectIndex>) -> StoreResult<()> {
-        objects::ensure_indexes(&self.pool, indexes).await
+        objects::ensure_indexes(&mut *self.pool.get().await?, indexes).await
     }
 
     async fn query_users(&self, query: UserQuery) -> StoreResult<(Vec<UserRecord>, Option<u64>)> {
-        objects::query_users(&self.pool, query).await
+        objects::query_users(&mut *self.pool.get().await?, query).await
     }
 
     async fn ping(&self) -> StoreResult<()> {
         query("SELECT 1")
-            .execute(&self.pool)
+            .execute(&mut *self.pool.get().await?)
             .await
             .map_err(db_error)?;
         Ok(())
@@ -887,6 +865,8 @@ impl Store for PostgresStore {
 mod tests {
     use std::time::Duration;
 
+    use sqlx_core::connection::Connection;
+    use sqlx_core::query::query;
     use sqlx_core::query_scalar::query_scalar;
 
     use super::PostgresStore;
@@ -894,13 +874,13 @@ mod tests {
     use crate::store::conformance::TestDatabase;
 
     /// The server process behind the pool's one connection, once that connection is back in
-    /// the pool (checked on its way back).
+    /// the pool.
     async fn backend_pid(store: &PostgresStore) -> i32 {
         let pid = query_scalar("SELECT pg_backend_pid()")
-            .fetch_one(&store.pool)
+            .fetch_one(&mut *store.pool.get().await.unwrap())
             .await
             .unwrap();
-        while store.pool.num_idle() == 0 {
+        while store.pool.idle() == 0 {
             tokio::task::yield_now().await;
         }
         pid
@@ -910,14 +890,14 @@ mod tests {
     async fn cut(admin: &PostgresStore, pid: i32) {
         let ended: bool = query_scalar("SELECT pg_terminate_backend($1)")
             .bind(pid)
-            .fetch_one(&admin.pool)
+            .fetch_one(&mut *admin.pool.get().await.unwrap())
             .await
             .unwrap();
         assert!(ended);
         loop {
             let alive: i64 = query_scalar("SELECT COUNT(*) FROM pg_stat_activity WHERE pid = $1")
                 .bind(pid)
-                .fetch_one(&admin.pool)
+                .fetch_one(&mut *admin.pool.get().await.unwrap())
                 .await
                 .unwrap();
             if alive == 0 {
@@ -958,6 +938,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_transaction_dropped_unfinished_frees_its_locks_at_once() {
+        let db = TestDatabase::create().await;
+        let admin = PostgresStore::open(&db.url, 1).await.unwrap();
+        let store = PostgresStore::open(&db.url, 1).await.unwrap();
+        {
+            // As a cancelled request leaves it: a transaction holding a lock, dropped.
+            let mut conn = store.pool.get().await.unwrap();
+            let mut tx = conn.begin().await.unwrap();
+            query("SELECT pg_advisory_xact_lock(7)")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+        }
+        // The connection is not used again, yet the lock goes with the rolled-back transaction.
+        let mut freed = false;
+        for _ in 0..100 {
+            freed = query_scalar("SELECT pg_try_advisory_xact_lock(7)")
+                .fetch_one(&mut *admin.pool.get().await.unwrap())
+                .await
+                .unwrap();
+            if freed {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(freed, "the dropped transaction still holds its lock");
+        assert!(store.user_by_id("nobody").await.unwrap().is_none());
+        assert_eq!(store.pool.size(), 1);
+    }
+
+    #[tokio::test]
     async fn nodes_starting_at_once_migrate_once() {
         let db = TestDatabase::create().await;
         let opened =
@@ -965,12 +976,12 @@ mod tests {
         assert!(opened.iter().all(Result::is_ok));
         let store = PostgresStore::open(&db.url, 1).await.unwrap();
         let applied: i64 = query_scalar("SELECT COUNT(*) FROM basalt_migrations")
-            .fetch_one(&store.pool)
+            .fetch_one(&mut *store.pool.get().await.unwrap())
             .await
             .unwrap();
         assert_eq!(applied, i64::try_from(super::MIGRATIONS.len()).unwrap());
         let roots: i64 = query_scalar("SELECT COUNT(*) FROM buckets WHERE name = 'root'")
-            .fetch_one(&store.pool)
+            .fetch_one(&mut *store.pool.get().await.unwrap())
             .await
             .unwrap();
         assert_eq!(roots, 1);

@@ -7,10 +7,11 @@
 use futures_util::TryStreamExt;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use sqlx_core::connection::Connection;
 use sqlx_core::query::query;
 use sqlx_core::query::query as query_sql;
 use sqlx_core::row::Row;
-use sqlx_postgres::{PgConnection, PgPool, PgRow};
+use sqlx_postgres::{PgConnection, PgRow};
 
 use super::{
     Bind, SCHEMA_LOCK, Sql, backend, count, db_error, get, order_by, push_page, rows, user_from_row,
@@ -71,8 +72,11 @@ async fn claim_unique(conn: &mut PgConnection, object: &ObjectWrite) -> StoreRes
     Ok(())
 }
 
-pub(super) async fn insert_objects(pool: &PgPool, objects: Vec<ObjectWrite>) -> StoreResult<()> {
-    let mut tx = pool.begin().await.map_err(db_error)?;
+pub(super) async fn insert_objects(
+    conn: &mut PgConnection,
+    objects: Vec<ObjectWrite>,
+) -> StoreResult<()> {
+    let mut tx = conn.begin().await.map_err(db_error)?;
     for object in &objects {
         let r = &object.record;
         query(
@@ -95,14 +99,14 @@ pub(super) async fn insert_objects(pool: &PgPool, objects: Vec<ObjectWrite>) -> 
 }
 
 pub(super) async fn object(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     model: &str,
     id: &str,
 ) -> StoreResult<Option<ObjectRecord>> {
     query("SELECT * FROM objects WHERE id = $1 AND model = $2")
         .bind(id)
         .bind(model)
-        .fetch_optional(pool)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(db_error)?
         .as_ref()
@@ -111,11 +115,11 @@ pub(super) async fn object(
 }
 
 pub(super) async fn replace_object(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     object: ObjectWrite,
     expected_version: i64,
 ) -> StoreResult<bool> {
-    let mut tx = pool.begin().await.map_err(db_error)?;
+    let mut tx = conn.begin().await.map_err(db_error)?;
     let r = &object.record;
     let changed = query(
         "UPDATE objects SET data = $3, version = $4, updated_at = $5
@@ -153,30 +157,30 @@ fn object_rows(select: &str, query: &ObjectQuery) -> StoreResult<Sql> {
 }
 
 pub(super) async fn query_objects(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     query: ObjectQuery,
 ) -> StoreResult<(Vec<ObjectRecord>, Option<u64>)> {
     let total = if query.count {
-        Some(count(pool, &object_rows("SELECT COUNT(*)", &query)?).await?)
+        Some(count(&mut *conn, &object_rows("SELECT COUNT(*)", &query)?).await?)
     } else {
         None
     };
     let mut sql = object_rows("SELECT *", &query)?;
     sql.push(" ").push(&order_by(&query.order)?);
     push_page(&mut sql, query.limit, query.offset);
-    let found = sql.query().fetch_all(pool).await.map_err(db_error)?;
+    let found = sql.query().fetch_all(&mut *conn).await.map_err(db_error)?;
     Ok((rows(&found, object_from_row)?, total))
 }
 
 pub(super) async fn scan_objects(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     query: ObjectQuery,
     mut visit: ObjectVisitor,
 ) -> StoreResult<()> {
     let mut sql = object_rows("SELECT *", &query)?;
     sql.push(" ").push(&order_by(&query.order)?);
     // Rows stream from the server as they are read; dropping the stream ends the scan.
-    let mut stream = sql.query().fetch(pool);
+    let mut stream = sql.query().fetch(&mut *conn);
     while let Some(row) = stream.try_next().await.map_err(db_error)? {
         if !visit(object_from_row(&row)?) {
             break;
@@ -186,7 +190,7 @@ pub(super) async fn scan_objects(
 }
 
 pub(super) async fn objects_by_ids(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     ids: Vec<String>,
 ) -> StoreResult<Vec<ObjectRecord>> {
     if ids.is_empty() {
@@ -194,7 +198,7 @@ pub(super) async fn objects_by_ids(
     }
     let found = query("SELECT * FROM objects WHERE id = ANY($1)")
         .bind(ids)
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await
         .map_err(db_error)?;
     rows(&found, object_from_row)
@@ -211,7 +215,10 @@ fn index_name(index: &ObjectIndex) -> String {
     format!("objects_by:{}", &digest[..40])
 }
 
-pub(super) async fn ensure_indexes(pool: &PgPool, indexes: Vec<ObjectIndex>) -> StoreResult<()> {
+pub(super) async fn ensure_indexes(
+    conn: &mut PgConnection,
+    indexes: Vec<ObjectIndex>,
+) -> StoreResult<()> {
     let mut wanted = Vec::new();
     for index in &indexes {
         let columns = index
@@ -221,7 +228,7 @@ pub(super) async fn ensure_indexes(pool: &PgPool, indexes: Vec<ObjectIndex>) -> 
             .ok_or_else(|| backend(BadIndex(index.name())))?;
         wanted.push((index_name(index), columns.join(", ")));
     }
-    let mut tx = pool.begin().await.map_err(db_error)?;
+    let mut tx = conn.begin().await.map_err(db_error)?;
     super::lift_statement_timeout(&mut tx).await?;
     // Nodes starting at once take turns.
     query("SELECT pg_advisory_xact_lock($1)")
@@ -305,11 +312,11 @@ fn user_rows(select: &str, query: &UserQuery) -> StoreResult<Sql> {
 }
 
 pub(super) async fn query_users(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     query: UserQuery,
 ) -> StoreResult<(Vec<UserRecord>, Option<u64>)> {
     let total = if query.count {
-        Some(count(pool, &user_rows("SELECT COUNT(*)", &query)?).await?)
+        Some(count(&mut *conn, &user_rows("SELECT COUNT(*)", &query)?).await?)
     } else {
         None
     };
@@ -318,7 +325,7 @@ pub(super) async fn query_users(
     push_page(&mut sql, query.limit, query.offset);
     let ids: Vec<String> = sql
         .query()
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await
         .map_err(db_error)?
         .iter()
@@ -326,7 +333,7 @@ pub(super) async fn query_users(
         .collect::<StoreResult<_>>()?;
     let found = query_sql("SELECT * FROM users WHERE id = ANY($1)")
         .bind(&ids)
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await
         .map_err(db_error)?;
     let mut users = rows(&found, user_from_row)?;
@@ -389,7 +396,7 @@ mod tests {
              FROM generate_series(1, 100) AS i;
              ANALYZE objects",
         )
-        .execute(&store.pool)
+        .execute(&mut *store.pool.get().await.unwrap())
         .await
         .unwrap();
         (db, store)
@@ -431,7 +438,7 @@ mod tests {
     /// made for the bound values, as PostgreSQL does for the first runs of a prepared
     /// statement; a generic plan for any values, as it may do after that.
     async fn plan(store: &PostgresStore, sql: &Sql, generic: bool) -> Vec<String> {
-        let mut conn = store.pool.acquire().await.unwrap();
+        let mut conn = store.pool.get().await.unwrap();
         let mode = if generic {
             "force_generic_plan"
         } else {
@@ -522,7 +529,7 @@ mod tests {
     /// The ids of the page `query` asks for, by the reference semantics over every object.
     async fn expected_page(store: &PostgresStore, query: &ObjectQuery) -> Vec<String> {
         let rows = query_sql("SELECT id, data FROM objects WHERE model = 'things'")
-            .fetch_all(&store.pool)
+            .fetch_all(&mut *store.pool.get().await.unwrap())
             .await
             .unwrap();
         let filter = &query.filter.as_ref().unwrap().expr;

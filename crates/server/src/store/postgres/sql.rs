@@ -4,7 +4,7 @@
 use serde_json::Value;
 use sqlx_core::query::query;
 use sqlx_core::row::Row;
-use sqlx_postgres::{PgArguments, PgPool, Postgres};
+use sqlx_postgres::{PgArguments, PgConnection, Postgres};
 
 use super::{backend, db_error};
 use crate::expr::Expr;
@@ -88,10 +88,10 @@ pub(super) fn push_page(sql: &mut Sql, limit: u32, offset: u64) {
 }
 
 /// `COUNT(*)` of the rows `sql` selects.
-pub(super) async fn count(pool: &PgPool, sql: &Sql) -> StoreResult<u64> {
+pub(super) async fn count(conn: &mut PgConnection, sql: &Sql) -> StoreResult<u64> {
     let n: i64 = sql
         .query()
-        .fetch_one(pool)
+        .fetch_one(&mut *conn)
         .await
         .map_err(db_error)?
         .try_get(0)

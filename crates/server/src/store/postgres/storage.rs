@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use sqlx_core::connection::Connection;
 use sqlx_core::query::query;
 use sqlx_core::row::Row;
-use sqlx_postgres::{PgConnection, PgPool, PgRow};
+use sqlx_postgres::{PgConnection, PgRow};
 
 use super::{Bind, Sql, count, db_error, get, order_by, push_page, rows};
 use crate::store::pg_filter;
@@ -63,13 +63,16 @@ fn name_conflict(err: StoreError) -> StoreError {
     }
 }
 
-pub(super) async fn bucket(pool: &PgPool, id_or_name: &str) -> StoreResult<Option<BucketRecord>> {
+pub(super) async fn bucket(
+    conn: &mut PgConnection,
+    id_or_name: &str,
+) -> StoreResult<Option<BucketRecord>> {
     query(
         "SELECT * FROM buckets WHERE id = $1
          UNION ALL SELECT * FROM buckets WHERE name = $1 AND id <> $1 LIMIT 1",
     )
     .bind(id_or_name)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await
     .map_err(db_error)?
     .as_ref()
@@ -182,8 +185,11 @@ async fn try_insert(conn: &mut PgConnection, file: &FileRecord, name: &str) -> S
 /// can take it meanwhile, and then the next number is tried. Every failed attempt is a
 /// committed file of the bucket with that numbered name, so the attempts are bounded by the
 /// files of the name's family plus the lock-free writes racing in; usually there is one.
-pub(super) async fn insert_file(pool: &PgPool, file: FileRecord) -> StoreResult<FileRecord> {
-    write_named(pool, file, FileWrite::Insert).await
+pub(super) async fn insert_file(
+    conn: &mut PgConnection,
+    file: FileRecord,
+) -> StoreResult<FileRecord> {
+    write_named(conn, file, FileWrite::Insert).await
 }
 
 /// Which statement writes a file's row under a name.
@@ -225,9 +231,12 @@ impl FileWrite {
 
 /// Write a file under its requested name in one statement without the lock; only when the
 /// name is taken, number it under the bucket lock (see `insert_file`).
-async fn write_named(pool: &PgPool, file: FileRecord, how: FileWrite) -> StoreResult<FileRecord> {
-    let mut conn = pool.acquire().await.map_err(db_error)?;
-    if how.unlocked(&mut conn, &file, &file.file_name).await? {
+async fn write_named(
+    conn: &mut PgConnection,
+    file: FileRecord,
+    how: FileWrite,
+) -> StoreResult<FileRecord> {
+    if how.unlocked(conn, &file, &file.file_name).await? {
         return Ok(file);
     }
     let mut tx = conn.begin().await.map_err(db_error)?;
@@ -252,14 +261,14 @@ async fn write_named(pool: &PgPool, file: FileRecord, how: FileWrite) -> StoreRe
 }
 
 pub(super) async fn file(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     bucket_id: &str,
     file_id: &str,
 ) -> StoreResult<Option<FileRecord>> {
     query("SELECT * FROM files WHERE bucket_id = $1 AND id = $2")
         .bind(bucket_id)
         .bind(file_id)
-        .fetch_optional(pool)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(db_error)?
         .as_ref()
@@ -268,7 +277,7 @@ pub(super) async fn file(
 }
 
 pub(super) async fn file_by_key(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     bucket_id: &str,
     id_or_name: &str,
 ) -> StoreResult<Option<FileRecord>> {
@@ -279,7 +288,7 @@ pub(super) async fn file_by_key(
     )
     .bind(bucket_id)
     .bind(id_or_name)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await
     .map_err(db_error)?
     .as_ref()
@@ -288,21 +297,24 @@ pub(super) async fn file_by_key(
 }
 
 pub(super) async fn delete_file(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     bucket_id: &str,
     file_id: &str,
 ) -> StoreResult<Option<String>> {
     query("DELETE FROM files WHERE bucket_id = $1 AND id = $2 RETURNING blob_key")
         .bind(bucket_id)
         .bind(file_id)
-        .fetch_optional(pool)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(db_error)?
         .map(|row| row.try_get(0).map_err(db_error))
         .transpose()
 }
 
-pub(super) async fn insert_bucket(pool: &PgPool, bucket: BucketRecord) -> StoreResult<()> {
+pub(super) async fn insert_bucket(
+    conn: &mut PgConnection,
+    bucket: BucketRecord,
+) -> StoreResult<()> {
     query(
         "INSERT INTO buckets (id, name, is_public, user_id, tags, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -314,7 +326,7 @@ pub(super) async fn insert_bucket(pool: &PgPool, bucket: BucketRecord) -> StoreR
     .bind(json!(bucket.tags))
     .bind(bucket.created_at)
     .bind(bucket.updated_at)
-    .execute(pool)
+    .execute(&mut *conn)
     .await
     .map_err(db_error)
     .map_err(name_conflict)?;
@@ -322,11 +334,11 @@ pub(super) async fn insert_bucket(pool: &PgPool, bucket: BucketRecord) -> StoreR
 }
 
 pub(super) async fn update_bucket(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     bucket: BucketRecord,
     files_public: Option<bool>,
 ) -> StoreResult<()> {
-    let mut tx = pool.begin().await.map_err(db_error)?;
+    let mut tx = conn.begin().await.map_err(db_error)?;
     query("UPDATE buckets SET name = $2, is_public = $3, tags = $4, updated_at = $5 WHERE id = $1")
         .bind(&bucket.id)
         .bind(&bucket.name)
@@ -350,11 +362,11 @@ pub(super) async fn update_bucket(
 }
 
 pub(super) async fn delete_bucket_files(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     bucket_id: &str,
     bucket_too: bool,
 ) -> StoreResult<Vec<String>> {
-    let mut tx = pool.begin().await.map_err(db_error)?;
+    let mut tx = conn.begin().await.map_err(db_error)?;
     let keys = query("DELETE FROM files WHERE bucket_id = $1 RETURNING blob_key")
         .bind(bucket_id)
         .fetch_all(&mut *tx)
@@ -433,8 +445,11 @@ async fn try_update_locked(
 /// Write a file; a name another file has is numbered as an upload's is (see `insert_file`):
 /// first one statement without the lock, then, only when the name is taken, numbering under
 /// the bucket lock.
-pub(super) async fn update_file(pool: &PgPool, file: FileRecord) -> StoreResult<FileRecord> {
-    write_named(pool, file, FileWrite::Update).await
+pub(super) async fn update_file(
+    conn: &mut PgConnection,
+    file: FileRecord,
+) -> StoreResult<FileRecord> {
+    write_named(conn, file, FileWrite::Update).await
 }
 
 /// The read rule of buckets and files (`FileService::find`): public ones, and the reader's own.
@@ -514,40 +529,46 @@ fn filtered_rows(select: &str, rows_of: Rows, query: &StorageQuery) -> StoreResu
 }
 
 async fn page<T>(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     rows_of: Rows,
     query: StorageQuery,
     from_row: fn(&PgRow) -> StoreResult<T>,
 ) -> StoreResult<(Vec<T>, Option<u64>)> {
     let total = if query.count {
-        Some(count(pool, &filtered_rows("SELECT COUNT(*)", rows_of, &query)?).await?)
+        Some(
+            count(
+                &mut *conn,
+                &filtered_rows("SELECT COUNT(*)", rows_of, &query)?,
+            )
+            .await?,
+        )
     } else {
         None
     };
     let mut sql = filtered_rows("SELECT *", rows_of, &query)?;
     sql.push(" ").push(&order_by(&query.order)?);
     push_page(&mut sql, query.limit, query.offset);
-    let found = sql.query().fetch_all(pool).await.map_err(db_error)?;
+    let found = sql.query().fetch_all(&mut *conn).await.map_err(db_error)?;
     Ok((rows(&found, from_row)?, total))
 }
 
 pub(super) async fn query_buckets(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     query: StorageQuery,
 ) -> StoreResult<(Vec<BucketRecord>, Option<u64>)> {
-    page(pool, Rows::Buckets, query, bucket_from_row).await
+    page(conn, Rows::Buckets, query, bucket_from_row).await
 }
 
 pub(super) async fn query_files(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     query: StorageQuery,
 ) -> StoreResult<(Vec<FileRecord>, Option<u64>)> {
-    page(pool, Rows::Files, query, file_from_row).await
+    page(conn, Rows::Files, query, file_from_row).await
 }
 
 /// Totals over the buckets and files the reader may read, in one statement (one snapshot).
 pub(super) async fn storage_stats(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     reader: Option<&str>,
     bucket_id: Option<&str>,
 ) -> StoreResult<StorageStats> {
@@ -563,7 +584,7 @@ pub(super) async fn storage_stats(
         sql.push(" AND f.bucket_id = ")
             .bind(Bind::Text(bucket_id.to_string()));
     }
-    let row = sql.query().fetch_one(pool).await.map_err(db_error)?;
+    let row = sql.query().fetch_one(&mut *conn).await.map_err(db_error)?;
     let count = |i: usize| -> StoreResult<u64> {
         Ok(u64::try_from(row.try_get::<i64, _>(i).map_err(db_error)?).unwrap_or(0))
     };
@@ -580,7 +601,7 @@ pub(super) async fn storage_stats(
 /// Delete the files of a bucket owned by `owner` named (by id or name) in `keys`; their blob
 /// keys. One statement, so one transaction.
 pub(super) async fn delete_owned_files(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     bucket_id: &str,
     owner: &str,
     keys: Vec<String>,
@@ -592,7 +613,7 @@ pub(super) async fn delete_owned_files(
     .bind(bucket_id)
     .bind(owner)
     .bind(keys)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await
     .map_err(db_error)?
     .iter()
@@ -653,7 +674,7 @@ mod tests {
                 "SELECT COUNT(*) FROM pg_stat_activity
                  WHERE datname = current_database() AND wait_event_type = 'Lock'",
             )
-            .fetch_one(&store.pool)
+            .fetch_one(&mut *store.pool.get().await.unwrap())
             .await
             .unwrap();
             if waiting > 0 {
@@ -732,7 +753,7 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), 30);
         let rows: i64 = query_scalar("SELECT COUNT(*) FROM files")
-            .fetch_one(&nodes[0].pool)
+            .fetch_one(&mut *nodes[0].pool.get().await.unwrap())
             .await
             .unwrap();
         assert_eq!(rows, 30);
