@@ -12,6 +12,10 @@
 # a free loopback port and stopped on exit: the scale-out setup, three-node test included. The
 # Node compatibility tests run twice too: on SQLite with local files, then with every server on
 # a fresh PostgreSQL database `basalt_compat_<random>` and a fresh bucket of moto's server.
+#
+# Redis: the rate-limit counters' tests need one. Unless BASALT_TEST_REDIS_URL names a server,
+# a private redis-server (Debian's package) runs on a free loopback port, without persistence,
+# until the script exits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,11 +30,23 @@ stop_moto() {
   wait "$s3_pid" 2>/dev/null || true
   s3_pid=""
 }
-trap stop_moto EXIT
+redis_pid=""
+stop_services() {
+  stop_moto
+  [ -n "$redis_pid" ] || return 0
+  kill "$redis_pid" 2>/dev/null || true
+  wait "$redis_pid" 2>/dev/null || true
+  redis_pid=""
+}
+trap stop_services EXIT
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
 start_moto() {
   local moto_server port
   moto_server=$(scripts/s3-test-server.sh install)
-  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  port=$(free_port)
   mkdir -p target
   "$moto_server" -H 127.0.0.1 -p "$port" >target/s3-test-server.log 2>&1 &
   s3_pid=$!
@@ -49,6 +65,9 @@ need_apt=()
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+if [ -z "${BASALT_TEST_REDIS_URL:-}" ]; then
+  command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+fi
 installed_postgres=false
 if [ -z "${BASALT_TEST_POSTGRES_URL:-}" ] && ! command -v pg_lsclusters >/dev/null 2>&1; then
   need_apt+=(postgresql postgresql-client)
@@ -96,6 +115,26 @@ if ! psql "$pg_url" -Atc 'SELECT 1' >/dev/null; then
   echo "PostgreSQL at $pg_url does not accept connections; the Rust tests need it" \
     "(set BASALT_TEST_POSTGRES_URL to use another server)" >&2
   exit 1
+fi
+
+if [ -z "${BASALT_TEST_REDIS_URL:-}" ]; then
+  step "Redis for the rate-limit tests"
+  redis_port=$(free_port)
+  mkdir -p target
+  redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no \
+    >target/redis-test-server.log 2>&1 &
+  redis_pid=$!
+  export BASALT_TEST_REDIS_URL="redis://127.0.0.1:$redis_port"
+  for _ in $(seq 50); do
+    [ "$(redis-cli -p "$redis_port" ping 2>/dev/null)" = PONG ] && break
+    kill -0 "$redis_pid" 2>/dev/null || break
+    sleep 0.2
+  done
+  if [ "$(redis-cli -p "$redis_port" ping 2>/dev/null)" != PONG ]; then
+    echo "redis-server did not answer on port $redis_port; its output:" >&2
+    cat target/redis-test-server.log >&2
+    exit 1
+  fi
 fi
 
 step "Rust tests"

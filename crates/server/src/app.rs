@@ -27,7 +27,7 @@ use crate::mail::{DevOutbox, MailQueue, SmtpTransport, Transport, run_sender};
 use crate::profile::ProfileService;
 use crate::records::RecordService;
 use crate::state::{AppState, HttpSettings, Shared};
-use crate::store::{ObjectIndex, PostgresStore, SqliteStore, Store};
+use crate::store::{ObjectIndex, PostgresStore, RedisCounters, SqliteStore, Store};
 
 /// Largest request head.
 const MAX_HEADER_BYTES: usize = 16 * 1024;
@@ -90,14 +90,28 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     Ok(Arc::new(store))
 }
 
-/// The rate limits: counted in the store when it is shared by several nodes (PostgreSQL),
-/// else in this process.
-pub fn rate_limiter(config: &Config, store: &Arc<dyn Store>, clock: &SharedClock) -> RateLimiter {
+/// The rate limits: counted in Redis when one is configured, else in the store when it is
+/// shared by several nodes (PostgreSQL), else in this process.
+pub async fn rate_limiter(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    clock: &SharedClock,
+) -> anyhow::Result<RateLimiter> {
     let rules = config.rate_limits.clone();
-    match store.shared_counters() {
+    if let Some(url) = config.redis_url() {
+        let counters = RedisCounters::connect(url, &rules.redis_prefix)
+            .await
+            .context("connecting to rate_limits.redis_url")?;
+        return Ok(RateLimiter::with_counters(
+            rules,
+            clock.clone(),
+            Arc::new(counters),
+        ));
+    }
+    Ok(match store.shared_counters() {
         Some(counters) => RateLimiter::with_counters(rules, clock.clone(), counters),
         None => RateLimiter::new(rules, clock.clone()),
-    }
+    })
 }
 
 /// The account service over a store (also used by the operator CLI).
@@ -163,7 +177,7 @@ impl App {
         let client_key = ensure_client_key(&store, &clock).await?;
         let keys = Arc::new(ClientKeys::new(config.client_keys.clone()));
         keys.refresh(&store).await?;
-        let limits = Arc::new(rate_limiter(&config, &store, &clock));
+        let limits = Arc::new(rate_limiter(&config, &store, &clock).await?);
         let mail_queue = MailQueue::default();
         let auth = auth_service(
             &config,

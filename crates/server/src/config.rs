@@ -549,6 +549,12 @@ pub struct RateLimitConfig {
     pub redeem_per_ip: Rate,
     /// Uploads per user.
     pub uploads_per_user: Rate,
+    /// Keep the counters in this Redis (`redis://[user:password@]host[:port][/db]`) instead
+    /// of PostgreSQL or this process; empty: not used.
+    #[serde(serialize_with = "redacted")]
+    pub redis_url: SecretString,
+    /// Prefix of every key Basalt writes to that Redis.
+    pub redis_prefix: String,
 }
 
 impl Default for RateLimitConfig {
@@ -589,6 +595,8 @@ impl Default for RateLimitConfig {
                 per_secs: 60,
                 burst: 10,
             },
+            redis_url: SecretString::default(),
+            redis_prefix: "basalt:".into(),
         }
     }
 }
@@ -743,6 +751,13 @@ impl Config {
         if self.storage.backend == StorageBackend::S3 {
             self.storage.s3.validate()?;
         }
+        if let Some(url) = self.redis_url()
+            && !url.starts_with("redis://")
+        {
+            return Err(ConfigError(
+                "rate_limits.redis_url must start with redis:// (empty: no Redis)".into(),
+            ));
+        }
         if let Some(url) = self.postgres_url()
             && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
         {
@@ -827,6 +842,12 @@ impl Config {
     pub fn postgres_url(&self) -> Option<&str> {
         use secrecy::ExposeSecret;
         Some(self.database.url.expose_secret()).filter(|url| !url.is_empty())
+    }
+
+    /// The Redis that keeps the rate-limit counters, if one is configured.
+    pub fn redis_url(&self) -> Option<&str> {
+        use secrecy::ExposeSecret;
+        Some(self.rate_limits.redis_url.expose_secret()).filter(|url| !url.is_empty())
     }
 
     /// The merged configuration as TOML, secrets redacted.

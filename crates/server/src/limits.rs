@@ -325,7 +325,31 @@ mod tests {
                     }
                 )*
             }
+            mod redis {
+                $(
+                    #[tokio::test]
+                    async fn $case() {
+                        let counters = super::redis_counters().await;
+                        super::$case(counters.clone()).await;
+                        // Forget this test's keys.
+                        counters.prune(crate::store::Millis::MAX).await.unwrap();
+                    }
+                )*
+            }
         };
+    }
+
+    /// Counters in the Redis at `BASALT_TEST_REDIS_URL` (default: the local server's
+    /// database 0), under a prefix of their own.
+    async fn redis_counters() -> Arc<dyn RateCounters> {
+        let url = std::env::var("BASALT_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let prefix = format!("basalt-test:{:016x}:", rand::random::<u64>());
+        Arc::new(
+            crate::store::RedisCounters::connect(&url, &prefix)
+                .await
+                .unwrap_or_else(|err| panic!("Redis at {url} (BASALT_TEST_REDIS_URL): {err:?}")),
+        )
     }
 
     on_both!(
@@ -336,7 +360,83 @@ mod tests {
         concurrent_checks_take_each_token_once,
         limiters_sharing_counters_count_together,
         counters_are_forgotten_once_they_limit_nothing,
+        failures_count_as_the_reference_counts_them,
+        buckets_refill_as_the_reference_refills_them,
     );
+
+    /// A fixed pseudo-random sequence (an LCG): the same irregular times on every backend.
+    fn steps(seed: u64) -> impl Iterator<Item = usize> {
+        std::iter::successors(Some(seed), |s| {
+            Some(s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1))
+        })
+        .skip(1)
+        .map(|s| (s >> 33) as usize)
+    }
+
+    /// A backend's failures agree with `FailureState::counted`, the reference, over failures
+    /// at irregular times: delays, the last repeating, windows that reset, lockouts.
+    async fn failures_count_as_the_reference_counts_them(counters: Arc<dyn RateCounters>) {
+        let rules = [
+            FailureRule {
+                window_ms: 10_000,
+                free: 2,
+                delays_ms: vec![1000, 3000],
+                lockout: 5,
+            },
+            FailureRule {
+                window_ms: 10_000,
+                free: 0,
+                delays_ms: Vec::new(),
+                lockout: 3,
+            },
+        ];
+        for (n, rule) in rules.iter().enumerate() {
+            let account = format!("account-{n}");
+            let mut reference = crate::store::FailureState::default();
+            let mut now = 1_700_000_000_000_i64;
+            for step in steps(7).take(60) {
+                now += [0, 400, 1500, 3000, 12_000][step % 5];
+                reference = reference.counted(now, rule);
+                counters.count_failure(&account, now, rule).await.unwrap();
+                assert_eq!(
+                    counters.blocked_until(&account).await.unwrap(),
+                    Some(reference.blocked_until),
+                    "{rule:?} at {now}"
+                );
+            }
+        }
+    }
+
+    /// A backend's buckets hold exactly the tokens `BucketTake::refill` computes, to the
+    /// last bit, over takes at irregular times at a rate that does not divide evenly.
+    async fn buckets_refill_as_the_reference_refills_them(counters: Arc<dyn RateCounters>) {
+        let bucket = BucketTake {
+            name: "reference",
+            key: "k",
+            burst: 3.0,
+            count: 7.0,
+            window_ms: 3_000.0,
+        };
+        let (mut tokens, mut updated) = (bucket.burst, 0);
+        let mut now = 1_700_000_000_000_i64;
+        let mut refusals = 0;
+        for step in steps(11).take(200) {
+            now += [0, 1, 7, 113, 401, 977][step % 6];
+            let expected = bucket.refill(tokens, updated, now);
+            let refused = counters.take(&[bucket], now).await.unwrap();
+            if expected >= 1.0 {
+                assert_eq!(refused, Vec::new(), "at {now}");
+                (tokens, updated) = (expected - 1.0, now);
+            } else {
+                assert_eq!(refused, vec![(0, expected)], "at {now}");
+                refusals += 1;
+            }
+        }
+        assert!(
+            refusals > 20,
+            "the sequence should meet empty buckets: {refusals}"
+        );
+    }
 
     fn limiter(counters: Arc<dyn RateCounters>) -> (Arc<ManualClock>, RateLimiter) {
         let clock = Arc::new(ManualClock::new());

@@ -12,6 +12,7 @@ mod counters;
 mod filter_props;
 pub mod pg_filter;
 mod postgres;
+mod redis_counters;
 pub mod sql_filter;
 mod sqlite;
 #[cfg(test)]
@@ -19,6 +20,7 @@ mod test_database;
 
 pub use counters::{BucketTake, FailureRule, FailureState, RateCounters, Refused};
 pub use postgres::PostgresStore;
+pub use redis_counters::RedisCounters;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;

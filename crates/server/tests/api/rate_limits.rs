@@ -77,3 +77,34 @@ async fn sign_ups_per_ip_are_limited() {
     app.clock.advance(Duration::from_secs(2));
     app.sign_up(&email(), PASSWORD).await.assert_ok();
 }
+
+#[tokio::test]
+async fn nodes_sharing_a_redis_count_together() {
+    // Two nodes with stores of their own and one Redis for the counters: the per-IP sign-up
+    // burst (10) is spent across both, and the next sign-up is refused by either.
+    let url =
+        std::env::var("BASALT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = format!("basalt-test:{:016x}:", rand::random::<u64>());
+    let configure = |c: &mut basalt::config::Config| {
+        c.rate_limits.enabled = true;
+        c.rate_limits.redis_url = url.clone().into();
+        c.rate_limits.redis_prefix = prefix.clone();
+    };
+    let first = TestApp::spawn_on_sqlite_with(configure).await;
+    let second = TestApp::spawn_on_sqlite_with(configure).await;
+    for i in 0..10 {
+        let node = if i % 2 == 0 { &first } else { &second };
+        node.sign_up(&email(), PASSWORD).await.assert_ok();
+    }
+    for node in [&first, &second] {
+        node.sign_up(&email(), PASSWORD)
+            .await
+            .assert_error(429, "too_many_requests");
+    }
+    // Forget this test's keys.
+    use basalt::store::RateCounters;
+    let counters = basalt::store::RedisCounters::connect(&url, &prefix)
+        .await
+        .unwrap();
+    counters.prune(i64::MAX).await.unwrap();
+}
