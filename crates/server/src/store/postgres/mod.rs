@@ -938,6 +938,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn after_a_restart_only_the_first_call_fails() {
+        let db = TestDatabase::create().await;
+        let admin = PostgresStore::open(&db.url, 1).await.unwrap();
+        let store = PostgresStore::connect(&db.url, 3, None, Duration::from_secs(3600))
+            .await
+            .unwrap();
+        // Three connections in the pool, used a moment ago, then all cut as a restart would.
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(store.pool.get().await.unwrap());
+        }
+        let mut pids = Vec::new();
+        for conn in &mut held {
+            let pid: i32 = query_scalar("SELECT pg_backend_pid()")
+                .fetch_one(&mut **conn)
+                .await
+                .unwrap();
+            pids.push(pid);
+        }
+        drop(held);
+        for pid in &pids {
+            cut(&admin, *pid).await;
+        }
+        assert!(store.user_by_id("nobody").await.is_err());
+        // The failure marks the other two as doubtful: pinged, found dead, replaced.
+        for _ in 0..6 {
+            assert!(store.user_by_id("nobody").await.unwrap().is_none());
+        }
+    }
+
+    #[tokio::test]
     async fn a_transaction_dropped_unfinished_frees_its_locks_at_once() {
         let db = TestDatabase::create().await;
         let admin = PostgresStore::open(&db.url, 1).await.unwrap();

@@ -8,17 +8,20 @@
 //! - it holds statements not yet sent: a request was dropped mid-transaction and sqlx queued
 //!   its `ROLLBACK`, which must reach the server now, not at the next use, or the
 //!   transaction's locks would stay held while the connection sits idle;
-//! - a failure that can break a connection (I/O, TLS, protocol) happened anywhere while it
-//!   was out, so it may be the broken one.
+//! - a failure that can break a connection (I/O, TLS, protocol, a `FATAL` server error)
+//!   happened anywhere while it was out, so it may be the broken one.
 //!
-//! Such a connection is pinged by a task first and dropped if the ping fails. A connection
-//! taken out after a second or more of idleness is pinged before use, since the server or a
-//! proxy may have cut it meanwhile. A query dropped while its answer was on the way leaves
-//! nothing to do: sqlx reads the rest of that answer before the connection's next statement.
+//! Such a connection is pinged by a task first and dropped if the ping fails. A connection is
+//! pinged before use when it was last taken out a second or more ago, since the server or a
+//! proxy may have cut it meanwhile, or before such a failure: after a server restart the
+//! first call on a dead connection fails and the pool's other dead connections are replaced
+//! before anyone uses them. A query dropped while its answer was on the way leaves nothing
+//! to do: sqlx reads the rest of that answer before the connection's next statement.
 
 use std::ops::{Deref, DerefMut};
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use deadpool::Runtime;
 use deadpool::managed::{self, Metrics, Object, PoolError, RecycleResult, TimeoutType};
@@ -31,12 +34,24 @@ use crate::store::{StoreError, StoreResult};
 /// How long a caller waits for a connection, and a new connection for the server.
 const WAIT: Duration = Duration::from_secs(10);
 
-/// Failures that may have broken the connection they happened on, counted over the process:
-/// a connection taken out before the count last moved is checked on its way back.
-static CONNECTION_FAILURES: AtomicU64 = AtomicU64::new(0);
+/// When a failure that may have broken its connection last happened anywhere in the
+/// process, in nanoseconds after [`EPOCH`] (0: never): connections taken out before it are
+/// checked before their next use.
+static LAST_FAILURE: AtomicU64 = AtomicU64::new(0);
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
-/// Count `err` if it may have broken its connection (see [`CONNECTION_FAILURES`]): a failure
-/// to talk to the server, or a server error of severity `FATAL` or `PANIC`, after which the
+fn since_epoch(at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(*EPOCH).as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Whether such a failure happened since `taken` (when a connection was taken out).
+fn failed_since(taken: Instant) -> bool {
+    let last = LAST_FAILURE.load(Ordering::Relaxed);
+    last != 0 && last >= since_epoch(taken)
+}
+
+/// Record `err` if it may have broken its connection (see [`LAST_FAILURE`]): a failure to
+/// talk to the server, or a server error of severity `FATAL` or `PANIC`, after which the
 /// server closes the connection (a restart, `pg_terminate_backend`).
 pub(super) fn note_failure(err: &sqlx_core::Error) {
     use sqlx_core::Error;
@@ -48,7 +63,7 @@ pub(super) fn note_failure(err: &sqlx_core::Error) {
         _ => false,
     };
     if broken {
-        CONNECTION_FAILURES.fetch_add(1, Ordering::Relaxed);
+        LAST_FAILURE.fetch_max(since_epoch(Instant::now()).max(1), Ordering::Relaxed);
     }
 }
 
@@ -71,8 +86,10 @@ impl managed::Manager for Manager {
         conn: &mut PgConnection,
         metrics: &Metrics,
     ) -> RecycleResult<sqlx_core::Error> {
-        // `last_used` counts from when the connection was last taken out.
-        if metrics.last_used() >= self.ping_after_idle || conn.should_flush() {
+        // `recycled` is when the connection was last taken out (`last_used` counts from it).
+        let taken = metrics.recycled.unwrap_or(metrics.created);
+        if metrics.last_used() >= self.ping_after_idle || failed_since(taken) || conn.should_flush()
+        {
             conn.ping().await?;
         }
         Ok(())
@@ -111,6 +128,7 @@ impl Pool {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|err| StoreError::Backend(Box::new(err)))?;
+        LazyLock::force(&EPOCH);
         let pool = Self { inner };
         drop(pool.get().await?);
         Ok(pool)
@@ -118,7 +136,6 @@ impl Pool {
 
     /// A connection, waiting for one to come free if all are out.
     pub(super) async fn get(&self) -> StoreResult<PooledConnection> {
-        let failures = CONNECTION_FAILURES.load(Ordering::Relaxed);
         let object = self.inner.get().await.map_err(|err| match err {
             PoolError::Backend(err) => db_error(err),
             // Every connection busy for that long: an overloaded database, as a cancelled
@@ -128,7 +145,7 @@ impl Pool {
         })?;
         Ok(PooledConnection {
             object: Some(object),
-            failures,
+            taken: Instant::now(),
         })
     }
 
@@ -148,8 +165,8 @@ impl Pool {
 /// A connection out of the pool; back in it when dropped (see the module's header).
 pub(in crate::store) struct PooledConnection {
     object: Option<Object<Manager>>,
-    /// [`CONNECTION_FAILURES`] when the connection was taken out.
-    failures: u64,
+    /// When it was taken out.
+    taken: Instant,
 }
 
 impl Deref for PooledConnection {
@@ -172,8 +189,7 @@ impl Drop for PooledConnection {
         let Some(mut object) = self.object.take() else {
             return;
         };
-        let suspect = CONNECTION_FAILURES.load(Ordering::Relaxed) != self.failures;
-        if !suspect && !object.should_flush() && !object.is_in_transaction() {
+        if !failed_since(self.taken) && !object.should_flush() && !object.is_in_transaction() {
             return; // `object` goes back to the pool as it drops
         }
         match tokio::runtime::Handle::try_current() {
