@@ -179,7 +179,12 @@ def main():
     ap.add_argument("--rate-limits", action="store_true",
                     help="keep rate limits on, with limits too high to refuse anything, to "
                          "measure what counting costs (off by default)")
+    ap.add_argument("--redis", metavar="URL", default="",
+                    help="count the rate limits in this Redis (rate_limits.redis_url, under a "
+                         "fresh key prefix); implies --rate-limits")
     args = ap.parse_args()
+    if args.redis:
+        args.rate_limits = True
     if args.nodes < 1 or (args.nodes > 1 and not args.postgres):
         ap.error("--nodes above 1 needs --postgres (nodes share one PostgreSQL database)")
     if args.pool and not args.postgres:
@@ -209,6 +214,9 @@ def main():
         "BASALT_AUTH__EMAIL_VERIFICATION": "false",
         "BASALT_LOG": "warn",
     })
+    if args.redis:
+        env["BASALT_RATE_LIMITS__REDIS_URL"] = args.redis
+        env["BASALT_RATE_LIMITS__REDIS_PREFIX"] = f"basalt-bench:{os.urandom(6).hex()}:"
     database = ""
     if args.postgres:
         database = f"basalt_bench_{os.urandom(6).hex()}"
@@ -395,7 +403,10 @@ end
                  f"pool {pool} per node")
     else:
         store = "SQLite synchronous=FULL"
-    limits = ", rate limits counted" if args.rate_limits else ""
+    limits = ""
+    if args.rate_limits:
+        limits = ", rate limits counted in " + (
+            "Redis" if args.redis else "PostgreSQL" if args.postgres else "memory")
     print(f"\nBasalt benchmark: {c} connections, {s} s each, wrk on loopback, "
           f"{os.cpu_count()} cores, {store}{limits}\n")
     rss = "peak RSS MiB" if len(procs) == 1 else "peak RSS MiB per node"
