@@ -3,6 +3,10 @@
 //! limits count together, each mail is sent once with three senders running, and a node
 //! killed with `kill -9` in a write burst loses no answered write.
 //!
+//! In the pass with S3 (`BASALT_TEST_API_S3`) the nodes also count their rate limits in one
+//! Redis (`BASALT_TEST_REDIS_URL`, default the local server), the whole scale-out setup; in
+//! the other pass, in PostgreSQL.
+//!
 //! PostgreSQL only (`BASALT_TEST_API_POSTGRES=1`); on SQLite the test returns at once.
 
 use std::collections::HashSet;
@@ -44,8 +48,12 @@ fn storage_env(shared: &Path, bucket: Option<&(String, String)>) -> Vec<(&'stati
     env
 }
 
-/// The configuration every node shares; `listen` is given per node.
-fn shared_config(public_url: &str, database_url: &str) -> String {
+/// The configuration every node shares; `listen` is given per node. `redis`: the URL and key
+/// prefix of the Redis counting the rate limits, if any.
+fn shared_config(public_url: &str, database_url: &str, redis: Option<(&str, &str)>) -> String {
+    let redis = redis.map_or(String::new(), |(url, prefix)| {
+        format!("redis_url = \"{url}\"\nredis_prefix = \"{prefix}\"\n")
+    });
     format!(
         r#"public_url = "{public_url}"
 client_keys = ["{KEY}"]
@@ -61,7 +69,7 @@ iterations = 1
 [rate_limits]
 sign_in_delays_secs = [60]
 auth_per_ip = {{ count = 1, per_secs = 3600, burst = 5 }}
-
+{redis}
 [mail]
 transport = "outbox"
 
@@ -192,6 +200,8 @@ struct Cluster {
     database: TestDatabase,
     /// Whether uploaded bytes go to the test S3 server.
     on_s3: bool,
+    /// The Redis counting the rate limits (URL, key prefix), in the S3 pass.
+    redis: Option<(String, String)>,
     dir: tempfile::TempDir,
 }
 
@@ -209,7 +219,16 @@ impl Cluster {
         // One public URL for all, as behind a load balancer; it happens to reach node 1.
         let public_url = format!("http://127.0.0.1:{}", ports[0]);
         let config = dir.path().join("basalt.toml");
-        std::fs::write(&config, shared_config(&public_url, &database.url)).unwrap();
+        let redis_url = std::env::var("BASALT_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let redis_prefix = format!("basalt-test:{:016x}:", rand::random::<u64>());
+        let redis = bucket.is_some().then_some((redis_url, redis_prefix));
+        let config_redis = redis.as_ref().map(|(u, p)| (u.as_str(), p.as_str()));
+        std::fs::write(
+            &config,
+            shared_config(&public_url, &database.url, config_redis),
+        )
+        .unwrap();
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -235,6 +254,7 @@ impl Cluster {
             http,
             database,
             on_s3: bucket.is_some(),
+            redis,
             dir,
         }
     }
@@ -453,9 +473,25 @@ async fn three_nodes_behave_as_one_server() {
             .await;
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
     }
+    // Counted where configured: in Redis in the S3 pass, else in PostgreSQL's rows.
+    let rows = scalar(
+        &mut cluster.database().await,
+        "SELECT COUNT(*) FROM rate_buckets",
+    )
+    .await;
+    assert_eq!(rows > 0, !cluster.on_s3, "rows of rate_buckets: {rows}");
 
     every_mail_is_sent_once(&cluster).await;
+    let redis = cluster.redis.clone();
     answered_writes_survive_a_killed_node(cluster, &ada, &ada_id).await;
+    if let Some((url, prefix)) = redis {
+        // Forget this test's keys.
+        use basalt::store::RateCounters;
+        let counters = basalt::store::RedisCounters::connect(&url, &prefix)
+            .await
+            .unwrap();
+        counters.prune(i64::MAX).await.unwrap();
+    }
 }
 
 /// Sign-ups spread over the nodes queue a confirmation each; with three senders claiming
