@@ -15,7 +15,7 @@
 #
 # Redis: the rate-limit counters' tests need one. Unless BASALT_TEST_REDIS_URL names a server,
 # a private redis-server (Debian's package) runs on a free loopback port, without persistence,
-# until the script exits.
+# until the script exits. The TLS test starts a redis-server of its own either way.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -65,9 +65,7 @@ need_apt=()
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
-if [ -z "${BASALT_TEST_REDIS_URL:-}" ]; then
-  command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
-fi
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 installed_postgres=false
 if [ -z "${BASALT_TEST_POSTGRES_URL:-}" ] && ! command -v pg_lsclusters >/dev/null 2>&1; then
   need_apt+=(postgresql postgresql-client)

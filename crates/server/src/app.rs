@@ -99,7 +99,13 @@ pub async fn rate_limiter(
 ) -> anyhow::Result<RateLimiter> {
     let rules = config.rate_limits.clone();
     if let Some(url) = config.redis_url() {
-        let counters = RedisCounters::connect(url, &rules.redis_prefix)
+        let ca = match &rules.redis_ca_file {
+            Some(path) => Some(std::fs::read(path).with_context(|| {
+                format!("reading rate_limits.redis_ca_file {}", path.display())
+            })?),
+            None => None,
+        };
+        let counters = RedisCounters::connect(url, &rules.redis_prefix, ca)
             .await
             .context("connecting to rate_limits.redis_url")?;
         return Ok(RateLimiter::with_counters(

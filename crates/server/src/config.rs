@@ -555,6 +555,9 @@ pub struct RateLimitConfig {
     pub redis_url: SecretString,
     /// Prefix of every key Basalt writes to that Redis.
     pub redis_prefix: String,
+    /// PEM file of the CA that signed a `rediss://` server's certificate; none: the system's
+    /// trusted roots.
+    pub redis_ca_file: Option<PathBuf>,
 }
 
 impl Default for RateLimitConfig {
@@ -597,6 +600,7 @@ impl Default for RateLimitConfig {
             },
             redis_url: SecretString::default(),
             redis_prefix: "basalt:".into(),
+            redis_ca_file: None,
         }
     }
 }
@@ -751,12 +755,20 @@ impl Config {
         if self.storage.backend == StorageBackend::S3 {
             self.storage.s3.validate()?;
         }
-        if let Some(url) = self.redis_url()
-            && !url.starts_with("redis://")
-        {
-            return Err(ConfigError(
-                "rate_limits.redis_url must start with redis:// (empty: no Redis)".into(),
-            ));
+        match (self.redis_url(), &self.rate_limits.redis_ca_file) {
+            (Some(url), _) if !(url.starts_with("redis://") || url.starts_with("rediss://")) => {
+                return Err(ConfigError(
+                    "rate_limits.redis_url must start with redis:// or rediss:// (TLS); empty: no Redis"
+                        .into(),
+                ));
+            }
+            (url, Some(ca)) if !url.is_some_and(|url| url.starts_with("rediss://")) => {
+                return Err(ConfigError(format!(
+                    "rate_limits.redis_ca_file {}: only for a rediss:// redis_url",
+                    ca.display()
+                )));
+            }
+            _ => {}
         }
         if let Some(url) = self.postgres_url()
             && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
@@ -968,6 +980,23 @@ mod tests {
         );
         config.auth.redirect_url = Some("myapp://signed-in".into());
         assert_eq!(config.redirect_url(), "myapp://signed-in");
+    }
+
+    #[test]
+    fn redis_urls_are_redis_or_rediss_and_a_ca_file_needs_tls() {
+        let mut config = Config::default();
+        for (url, ca, ok) in [
+            ("redis://127.0.0.1:6379/0", None, true),
+            ("rediss://cache.internal:6380", Some("ca.pem"), true),
+            ("rediss://cache.internal:6380", None, true),
+            ("http://127.0.0.1:6379", None, false),
+            ("redis://127.0.0.1:6379", Some("ca.pem"), false),
+            ("", Some("ca.pem"), false),
+        ] {
+            config.rate_limits.redis_url = url.into();
+            config.rate_limits.redis_ca_file = ca.map(PathBuf::from);
+            assert_eq!(config.validate().is_ok(), ok, "{url} {ca:?}");
+        }
     }
 
     #[test]

@@ -346,7 +346,7 @@ mod tests {
             .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
         let prefix = format!("basalt-test:{:016x}:", rand::random::<u64>());
         Arc::new(
-            crate::store::RedisCounters::connect(&url, &prefix)
+            crate::store::RedisCounters::connect(&url, &prefix, None)
                 .await
                 .unwrap_or_else(|err| panic!("Redis at {url} (BASALT_TEST_REDIS_URL): {err:?}")),
         )

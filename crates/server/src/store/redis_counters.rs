@@ -9,6 +9,8 @@
 //!   forgotten, by the callers' clock, which `prune` reads. Keys carry no Redis TTL: times
 //!   come from the callers' clock, as everywhere else, so tests can move them.
 //!
+//! `rediss://` URLs speak TLS (rustls, with the system's roots or `rate_limits.redis_ca_file`).
+//!
 //! Floats cross between Rust and Lua as shortest round-trip decimals (Rust) and `%.17g`
 //! (Lua), so both compute the same IEEE doubles as `BucketTake::refill`. Scripts touch only
 //! their declared keys except `PRUNE`, which deletes the keys the sorted set names: a single
@@ -132,10 +134,22 @@ fn backend(err: redis::RedisError) -> StoreError {
 }
 
 impl RedisCounters {
-    /// Connect to `url` (`redis://[user:password@]host[:port][/db]`); every key starts with
-    /// `prefix`. Fails now if the server does not answer.
-    pub async fn connect(url: &str, prefix: &str) -> StoreResult<Self> {
-        let client = redis::Client::open(url).map_err(backend)?;
+    /// Connect to `url` (`redis://[user:password@]host[:port][/db]`, or `rediss://` for TLS);
+    /// every key starts with `prefix`. Over TLS the server's certificate must chain to
+    /// `ca_pem` (PEM) when given, else to the system's trusted roots. Fails now if the server
+    /// does not answer.
+    pub async fn connect(url: &str, prefix: &str, ca_pem: Option<Vec<u8>>) -> StoreResult<Self> {
+        let client = match ca_pem {
+            Some(root_cert) => redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                },
+            ),
+            None => redis::Client::open(url),
+        }
+        .map_err(backend)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(TIMEOUT))
             .set_response_timeout(Some(TIMEOUT))
@@ -245,5 +259,114 @@ impl RateCounters for RedisCounters {
                 return Ok(pruned);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::{Child, Command, Stdio};
+
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+
+    use super::RedisCounters;
+    use crate::store::{BucketTake, RateCounters};
+
+    /// A `redis-server` (Debian's package) that speaks only TLS on a free loopback port,
+    /// with a certificate for 127.0.0.1 signed by a CA of its own; stopped when dropped.
+    struct TlsRedis {
+        child: Child,
+        port: u16,
+        ca_pem: String,
+        _dir: tempfile::TempDir,
+    }
+
+    impl TlsRedis {
+        async fn start() -> Self {
+            let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            ca_params
+                .distinguished_name
+                .push(DnType::CommonName, "Basalt test CA");
+            let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+            let server_key = KeyPair::generate().unwrap();
+            let server = CertificateParams::new(vec!["127.0.0.1".to_string()])
+                .unwrap()
+                .signed_by(&server_key, &ca)
+                .unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let file = |name: &str, text: String| {
+                let path = dir.path().join(name);
+                std::fs::write(&path, text).unwrap();
+                path.display().to_string()
+            };
+            let cert = file("server.pem", server.pem());
+            let key = file("server.key", server_key.serialize_pem());
+            let ca_file = file("ca.pem", ca.pem());
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let child = Command::new("redis-server")
+                .args([
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    "0",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .args(["--tls-port", &port.to_string(), "--tls-auth-clients", "no"])
+                .args(["--tls-cert-file", &cert, "--tls-key-file", &key])
+                .args(["--tls-ca-cert-file", &ca_file])
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("redis-server (Debian's redis-server package) on the PATH");
+            for _ in 0..100 {
+                if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_ok()
+                {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Self {
+                child,
+                port,
+                ca_pem: ca.pem(),
+                _dir: dir,
+            }
+        }
+    }
+
+    impl Drop for TlsRedis {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    #[tokio::test]
+    async fn over_tls_the_server_must_chain_to_the_configured_ca() {
+        let redis = TlsRedis::start().await;
+        let url = format!("rediss://127.0.0.1:{}", redis.port);
+        let ca = Some(redis.ca_pem.clone().into_bytes());
+        let counters = RedisCounters::connect(&url, "t:", ca).await.unwrap();
+        let bucket = BucketTake {
+            name: "tls",
+            key: "k",
+            burst: 1.0,
+            count: 1.0,
+            window_ms: 60_000.0,
+        };
+        assert_eq!(counters.take(&[bucket], 0).await.unwrap(), Vec::new());
+        assert_eq!(counters.take(&[bucket], 0).await.unwrap(), vec![(0, 0.0)]);
+        // The system's roots do not hold this CA, and the TLS port does not speak plain text.
+        assert!(RedisCounters::connect(&url, "t:", None).await.is_err());
+        let plain = format!("redis://127.0.0.1:{}", redis.port);
+        assert!(RedisCounters::connect(&plain, "t:", None).await.is_err());
     }
 }

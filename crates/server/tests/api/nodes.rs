@@ -487,7 +487,7 @@ async fn three_nodes_behave_as_one_server() {
     if let Some((url, prefix)) = redis {
         // Forget this test's keys.
         use basalt::store::RateCounters;
-        let counters = basalt::store::RedisCounters::connect(&url, &prefix)
+        let counters = basalt::store::RedisCounters::connect(&url, &prefix, None)
             .await
             .unwrap();
         counters.prune(i64::MAX).await.unwrap();

@@ -103,7 +103,7 @@ async fn nodes_sharing_a_redis_count_together() {
     }
     // Forget this test's keys.
     use basalt::store::RateCounters;
-    let counters = basalt::store::RedisCounters::connect(&url, &prefix)
+    let counters = basalt::store::RedisCounters::connect(&url, &prefix, None)
         .await
         .unwrap();
     counters.prune(i64::MAX).await.unwrap();
