@@ -27,7 +27,7 @@ use crate::store::{BucketRecord, FileRecord};
 /// The storage API routes, relative to `/_api/rest/v1`.
 pub fn routes() -> Router<AppState> {
     // Uploads are limited by `storage.max_file_bytes` while they stream, not by axum's default.
-    Router::new()
+    let mut router = Router::new()
         .route(
             "/storage/bucket/upload-formdata",
             post(upload_formdata).layer(DefaultBodyLimit::disable()),
@@ -60,57 +60,33 @@ pub fn routes() -> Router<AppState> {
         .route("/storage/bucket/file/get", post(file_info))
         .route("/storage/bucket/file/delete", post(delete_file))
         .route("/storage/bucket/file/download", post(download))
-        .route(
-            "/storage/bucket/rename",
-            post(|call: Call| change_bucket(call, Change::Rename)),
-        )
-        .route(
-            "/storage/bucket/make-public",
-            post(|call: Call| change_bucket(call, Change::Public(true))),
-        )
-        .route(
-            "/storage/bucket/make-private",
-            post(|call: Call| change_bucket(call, Change::Public(false))),
-        )
-        .route(
-            "/storage/bucket/add-tags",
-            post(|call: Call| change_bucket(call, Change::AddTags)),
-        )
-        .route(
-            "/storage/bucket/remove-tags",
-            post(|call: Call| change_bucket(call, Change::RemoveTags)),
-        )
-        .route(
-            "/storage/bucket/update",
-            post(|call: Call| change_bucket(call, Change::Update)),
-        )
         .route("/storage/bucket/empty", post(bucket_empty))
-        .route("/storage/bucket/delete", post(bucket_delete))
-        .route(
-            "/storage/bucket/file/rename",
-            post(|call: Call| change_file(call, Change::Rename)),
-        )
-        .route(
-            "/storage/bucket/file/make-public",
-            post(|call: Call| change_file(call, Change::Public(true))),
-        )
-        .route(
-            "/storage/bucket/file/make-private",
-            post(|call: Call| change_file(call, Change::Public(false))),
-        )
-        .route(
-            "/storage/bucket/file/add-tags",
-            post(|call: Call| change_file(call, Change::AddTags)),
-        )
-        .route(
-            "/storage/bucket/file/remove-tags",
-            post(|call: Call| change_file(call, Change::RemoveTags)),
-        )
-        .route(
-            "/storage/bucket/file/update",
-            post(|call: Call| change_file(call, Change::Update)),
-        )
+        .route("/storage/bucket/delete", post(bucket_delete));
+    // The same changes of a bucket and of a file: `/storage/bucket/{action}` and
+    // `/storage/bucket/file/{action}`.
+    for (action, change) in CHANGES {
+        router = router
+            .route(
+                &format!("/storage/bucket/{action}"),
+                post(move |call: Call| change_bucket(call, change)),
+            )
+            .route(
+                &format!("/storage/bucket/file/{action}"),
+                post(move |call: Call| change_file(call, change)),
+            );
+    }
+    router
 }
+
+/// Every change, by the last segment of its path.
+const CHANGES: [(&str, Change); 6] = [
+    ("rename", Change::Rename),
+    ("make-public", Change::Public(true)),
+    ("make-private", Change::Public(false)),
+    ("add-tags", Change::AddTags),
+    ("remove-tags", Change::RemoveTags),
+    ("update", Change::Update),
+];
 
 /// Public paths, served to browsers.
 pub fn public_routes() -> Router<AppState> {
@@ -262,6 +238,7 @@ impl StorageRequest {
 type Call = (State<AppState>, SessionHeader, ApiJson<StorageRequest>);
 
 /// The storage calls that change a bucket or a file.
+#[derive(Clone, Copy)]
 enum Change {
     Rename,
     Public(bool),
