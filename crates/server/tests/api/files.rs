@@ -2,7 +2,7 @@
 
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::support::{KEY, PASSWORD, TestApp, email};
 
@@ -836,6 +836,67 @@ async fn buckets_are_created_found_and_unique() {
     )
     .await
     .assert_error(400, "bucket_not_found");
+}
+
+#[tokio::test]
+async fn every_change_of_a_bucket_and_of_a_file_answers_the_changed_record() {
+    let app = TestApp::spawn_with(spawn_with_files()).await;
+    let (_, me) = user(&app).await;
+    app.post_as(
+        "/storage/create-bucket",
+        json!({ "name": "shelf", "isPublic": true }),
+        Some(&me),
+    )
+    .await
+    .assert_ok();
+    upload(
+        &app,
+        Some(&me),
+        "shelf",
+        "a.txt",
+        b"a".to_vec(),
+        "text/plain",
+    )
+    .await;
+    // `(path, the record named, the field its name is in)`; each answers the whole record.
+    for (path, target, name_field) in [
+        (
+            "/storage/bucket/file",
+            json!({ "bucket": "shelf", "file": "a.txt" }),
+            "fileName",
+        ),
+        ("/storage/bucket", json!({ "bucket": "shelf" }), "name"),
+    ] {
+        let change = |action: &str, extra: Value| {
+            let mut body = target.clone();
+            if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
+                body.extend(extra);
+            }
+            let (app, me, path) = (&app, me.clone(), format!("{path}/{action}"));
+            async move {
+                app.post_as(&path, body, Some(&me))
+                    .await
+                    .assert_ok()
+                    .clone()
+            }
+        };
+        let record = change("make-private", json!({})).await;
+        assert_eq!(record["isPublic"], false, "{path}");
+        let record = change("make-public", json!({})).await;
+        assert_eq!(record["isPublic"], true, "{path}");
+        let record = change("add-tags", json!({ "tags": ["x", "y"] })).await;
+        assert_eq!(record["tags"], json!(["x", "y"]), "{path}");
+        let record = change("remove-tags", json!({ "tags": "x" })).await;
+        assert_eq!(record["tags"], json!(["y"]), "{path}");
+        let record = change("update", json!({ "isPublic": false, "tags": ["z"] })).await;
+        assert_eq!(
+            (&record["isPublic"], &record["tags"]),
+            (&json!(false), &json!(["z"])),
+            "{path}"
+        );
+        let record = change("rename", json!({ "newName": "renamed" })).await;
+        assert_eq!(record[name_field], "renamed", "{path}");
+    }
 }
 
 #[tokio::test]
