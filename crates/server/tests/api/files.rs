@@ -839,6 +839,78 @@ async fn buckets_are_created_found_and_unique() {
 }
 
 #[tokio::test]
+async fn an_emptied_bucket_keeps_its_name_and_loses_its_files_and_their_bytes() {
+    let app = TestApp::spawn_with(spawn_with_files()).await;
+    let (_, me) = user(&app).await;
+    let (_, other) = user(&app).await;
+    app.post_as(
+        "/storage/create-bucket",
+        json!({ "name": "box" }),
+        Some(&me),
+    )
+    .await
+    .assert_ok();
+    for (bucket, name) in [("box", "one.txt"), ("box", "two.txt"), ("root", "keep.txt")] {
+        upload(&app, Some(&me), bucket, name, b"x".to_vec(), "text/plain").await;
+    }
+    let exists = |file: &'static str| {
+        let (app, me) = (&app, me.clone());
+        async move {
+            app.post_as(
+                "/storage/bucket/file/exists",
+                json!({ "bucket": "box", "file": file }),
+                Some(&me),
+            )
+            .await
+            .assert_ok()
+            .clone()
+        }
+    };
+    let before = app.blobs().await.len();
+    // Only the bucket's owner empties it; `root` belongs to nobody, so nobody empties it.
+    for (bucket, token) in [("box", &other), ("root", &me)] {
+        app.post_as(
+            "/storage/bucket/empty",
+            json!({ "bucket": bucket }),
+            Some(token),
+        )
+        .await
+        .assert_error(403, "not_allowed");
+    }
+    assert_eq!(app.blobs().await.len(), before);
+    assert_eq!(exists("one.txt").await, true);
+
+    app.post_as(
+        "/storage/bucket/empty",
+        json!({ "bucket": "box" }),
+        Some(&me),
+    )
+    .await
+    .assert_ok();
+    assert_eq!(
+        app.blobs().await.len(),
+        before - 2,
+        "the files' bytes went too"
+    );
+    assert_eq!(exists("one.txt").await, false);
+    assert_eq!(exists("two.txt").await, false);
+    let bucket = app
+        .post_as("/storage/bucket/get", json!({ "bucket": "box" }), Some(&me))
+        .await;
+    assert_eq!(bucket.assert_ok()["name"], "box");
+    upload(
+        &app,
+        Some(&me),
+        "box",
+        "one.txt",
+        b"y".to_vec(),
+        "text/plain",
+    )
+    .await;
+    assert_eq!(exists("one.txt").await, true, "the name is free again");
+}
+
+#[tokio::test]
 async fn every_change_of_a_bucket_and_of_a_file_answers_the_changed_record() {
     let app = TestApp::spawn_with(spawn_with_files()).await;
     let (_, me) = user(&app).await;
