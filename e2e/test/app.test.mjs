@@ -194,6 +194,9 @@ describe("the example app on Basalt", { timeout: 180_000 }, () => {
     await page.reload();
     const rows = page.getByTestId("session");
     await waitForCount(rows, 2);
+    // Chromium on Linux: the browser, its system, and a computer rather than uap's "Other".
+    await assertText(rows.first(), "on Linux");
+    await assertText(rows.first(), "Device: Computer");
     await shots.shoot(page, "profile-two-sessions");
     await page.locator('[data-testid="session"][data-current="false"]').getByRole("button", { name: "Sign out" }).click();
     await waitForCount(rows, 1);

@@ -8,6 +8,9 @@ import { Alert, Button } from "./ui";
 
 const WHEN = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
 
+/** Operating systems of desktop and laptop computers, whose device family the server reports as "Other". */
+const COMPUTER_OS = /^(Windows|Mac OS X|macOS|Linux|Ubuntu|Debian|Fedora|Chrome OS|FreeBSD|OpenBSD)\b/;
+
 function describe(session: Session): { device: string; detail: string } {
   const agent = session.userAgent;
   const known = (family?: string) => (family && family !== "Other" ? family : null);
@@ -15,7 +18,8 @@ function describe(session: Session): { device: string; detail: string } {
   const os = known(agent?.os?.family);
   const version = browser && agent.major && agent.major !== "0" ? ` ${agent.major}` : "";
   const detail = [browser ? `${browser}${version}` : null, os ? `on ${os}` : null].filter(Boolean).join(" ");
-  return { device: agent?.device?.family ?? "Other", detail: detail || "Unknown browser" };
+  const device = known(agent?.device?.family) ?? (os && COMPUTER_OS.test(os) ? "Computer" : "Unknown device");
+  return { device, detail: detail || "Unknown browser" };
 }
 
 export default function Sessions({ reload }: { reload: number }) {
