@@ -83,7 +83,7 @@ body {{ font-family: system-ui, sans-serif; max-width: 48rem; margin: 2rem auto;
 article {{ border: 1px solid #e5e7eb; border-radius: .5rem; padding: 1rem; margin: 1rem 0; }}
 header {{ display: flex; flex-wrap: wrap; gap: .5rem; justify-content: space-between; }}
 header span {{ color: #6b7280; font-size: .875rem; }}
-pre {{ white-space: pre-wrap; word-break: break-all; font-family: inherit; }}
+pre {{ white-space: pre-wrap; overflow-wrap: anywhere; font-family: inherit; }}
 .empty {{ color: #6b7280; }}
 </style></head>
 <body><h1>{app} mailbox</h1><p>Mail caught by the dev outbox, newest first. Reload to see new messages.</p>

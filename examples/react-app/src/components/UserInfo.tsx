@@ -62,7 +62,7 @@ export default function UserInfo() {
         />
       ) : (
         <h2 className="flex flex-wrap items-center justify-center gap-2 text-xl font-semibold sm:justify-start">
-          <span data-testid="profile-name" className="break-all">
+          <span data-testid="profile-name" className="wrap-anywhere">
             {user.name || "No name yet"}
           </span>
           <button
@@ -78,7 +78,7 @@ export default function UserInfo() {
         </h2>
       )}
       {editing && <p className="text-xs text-stone-500">{busy ? "Saving…" : "Press Enter to save, Escape to cancel."}</p>}
-      <p className="break-all text-sm text-stone-600" data-testid="profile-email">
+      <p className="wrap-anywhere text-sm text-stone-600" data-testid="profile-email">
         {user.email}
         {user.emailVerified === false && <span className="ml-2 rounded bg-amber-100 px-1.5 py-0.5 text-xs text-amber-800">not confirmed</span>}
       </p>
