@@ -447,7 +447,8 @@ async fn concurrent_writes_fail_alone(store: &dyn Store) {
     }
 }
 
-fn file(id: &str, bucket: &str, name: &str) -> FileRecord {
+/// A file record named `name` in `bucket` (tests of either backend).
+pub(crate) fn file(id: &str, bucket: &str, name: &str) -> FileRecord {
     FileRecord {
         id: id.into(),
         bucket_id: bucket.into(),

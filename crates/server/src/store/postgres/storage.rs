@@ -628,26 +628,8 @@ mod tests {
     use sqlx_core::query_scalar::query_scalar;
     use sqlx_postgres::PgConnection;
 
-    use crate::store::conformance::TestDatabase;
-    use crate::store::{FileRecord, PostgresStore, Store};
-
-    fn file(id: &str, bucket: &str, name: &str) -> FileRecord {
-        FileRecord {
-            id: id.into(),
-            bucket_id: bucket.into(),
-            file_name: name.into(),
-            blob_key: format!("{bucket}/{id}"),
-            size: 3,
-            encoding: "7bit".into(),
-            mime_type: "image/png".into(),
-            etag: "\"e\"".into(),
-            is_public: true,
-            user_id: None,
-            tags: Vec::new(),
-            uploaded_at: 1,
-            updated_at: 1,
-        }
-    }
+    use crate::store::conformance::{TestDatabase, file};
+    use crate::store::{PostgresStore, Store};
 
     /// A connection holding an uncommitted upload of `name`, as a lock-free write on another
     /// node would.
