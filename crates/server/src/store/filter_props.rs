@@ -28,6 +28,20 @@ impl Object {
     }
 }
 
+/// The comparison operators.
+pub(crate) const COMPARISONS: [BinaryOp; 6] = [
+    BinaryOp::Eq,
+    BinaryOp::Ne,
+    BinaryOp::Lt,
+    BinaryOp::Le,
+    BinaryOp::Gt,
+    BinaryOp::Ge,
+];
+
+/// The arithmetic operators.
+pub(crate) const ARITHMETIC: [BinaryOp; 4] =
+    [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div];
+
 const PATHS: &[&[&str]] = &[
     &["a"],
     &["b"],
@@ -146,18 +160,7 @@ pub(crate) fn arb_expr() -> impl Strategy<Value = Expr> {
         3 => literal.prop_map(Expr::Literal),
     ];
     leaf.prop_recursive(4, 24, 3, |inner| {
-        let binary = prop::sample::select(vec![
-            BinaryOp::Eq,
-            BinaryOp::Ne,
-            BinaryOp::Lt,
-            BinaryOp::Le,
-            BinaryOp::Gt,
-            BinaryOp::Ge,
-            BinaryOp::Add,
-            BinaryOp::Sub,
-            BinaryOp::Mul,
-            BinaryOp::Div,
-        ]);
+        let binary = prop::sample::select([&COMPARISONS[..], &ARITHMETIC[..]].concat());
         let unary = prop::sample::select(vec![UnaryOp::Not, UnaryOp::Neg, UnaryOp::Plus]);
         let function = prop::sample::select(vec![
             Function::In,
@@ -213,12 +216,7 @@ pub(crate) fn arb_typed_expr() -> impl Strategy<Value = Expr> {
         1 => field(&["a", "b"]).prop_map(|f| Expr::Call(Function::Size, vec![f])),
     ]
     .prop_recursive(3, 12, 2, |inner| {
-        let op = prop::sample::select(vec![
-            BinaryOp::Add,
-            BinaryOp::Sub,
-            BinaryOp::Mul,
-            BinaryOp::Div,
-        ]);
+        let op = prop::sample::select(ARITHMETIC.to_vec());
         prop_oneof![
             3 => (op, inner.clone(), inner.clone())
                 .prop_map(|(op, l, r)| Expr::Binary(op, Box::new(l), Box::new(r))),
@@ -241,14 +239,7 @@ pub(crate) fn arb_typed_expr() -> impl Strategy<Value = Expr> {
             (case, inner).prop_map(|(f, x)| Expr::Call(f, vec![x])),
         ]
     });
-    let compare = prop::sample::select(vec![
-        BinaryOp::Eq,
-        BinaryOp::Ne,
-        BinaryOp::Lt,
-        BinaryOp::Le,
-        BinaryOp::Gt,
-        BinaryOp::Ge,
-    ]);
+    let compare = prop::sample::select(COMPARISONS.to_vec());
     let text_test = prop::sample::select(vec![
         Function::Includes,
         Function::StartsWith,

@@ -881,7 +881,9 @@ mod tests {
     use super::*;
     use crate::clock::iso;
     use crate::expr::{parse, sort_cmp};
-    use crate::store::filter_props::{Object, arb_expr, arb_objects, arb_sort, arb_typed_expr};
+    use crate::store::filter_props::{
+        ARITHMETIC, COMPARISONS, Object, arb_expr, arb_objects, arb_sort, arb_typed_expr,
+    };
 
     fn object(id: &str, data: Value) -> Object {
         Object {
@@ -1397,18 +1399,7 @@ mod tests {
         let (a, b) = (field_expr("a"), field_expr("b"));
         let literals: Vec<Expr> = pool.iter().flatten().cloned().map(Expr::Literal).collect();
         let mut binary: Vec<Box<dyn Fn(Expr, Expr) -> Expr>> = Vec::new();
-        for op in [
-            BinaryOp::Eq,
-            BinaryOp::Ne,
-            BinaryOp::Lt,
-            BinaryOp::Le,
-            BinaryOp::Gt,
-            BinaryOp::Ge,
-            BinaryOp::Add,
-            BinaryOp::Sub,
-            BinaryOp::Mul,
-            BinaryOp::Div,
-        ] {
+        for op in COMPARISONS.into_iter().chain(ARITHMETIC) {
             binary.push(Box::new(move |l, r| {
                 Expr::Binary(op, Box::new(l), Box::new(r))
             }));
