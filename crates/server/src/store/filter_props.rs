@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
 use crate::clock;
-use crate::expr::{BinaryOp, Expr, Function, UnaryOp};
+use crate::expr::{BinaryOp, Expr, Function, UnaryOp, evaluate, truthy};
 
 /// An object as a test row holds it.
 #[derive(Debug, Clone)]
@@ -41,6 +41,28 @@ pub(crate) const COMPARISONS: [BinaryOp; 6] = [
 /// The arithmetic operators.
 pub(crate) const ARITHMETIC: [BinaryOp; 4] =
     [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div];
+
+/// A test row with fixed creation and update times.
+pub(crate) fn object(id: &str, data: Value) -> Object {
+    Object {
+        id: id.into(),
+        data: data.as_object().cloned().unwrap_or_default(),
+        created_at: 1_710_856_555_772,
+        updated_at: 1_710_921_600_000,
+    }
+}
+
+/// Ids whose visible object makes `expr` truthy, by the reference semantics, sorted: what
+/// a compiled filter must select.
+pub(crate) fn expected(objects: &[Object], expr: &Expr) -> Vec<String> {
+    let mut ids: Vec<String> = objects
+        .iter()
+        .filter(|o| truthy(&evaluate(expr, &o.visible())))
+        .map(|o| o.id.clone())
+        .collect();
+    ids.sort();
+    ids
+}
 
 const PATHS: &[&[&str]] = &[
     &["a"],

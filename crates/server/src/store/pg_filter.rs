@@ -616,10 +616,11 @@ mod tests {
 
     use super::*;
     use crate::clock;
-    use crate::expr::{evaluate, parse, sort_cmp};
+    use crate::expr::{parse, sort_cmp};
     use crate::store::conformance::TestDatabase;
     use crate::store::filter_props::{
-        Object, arb_expr, arb_objects, arb_path, arb_scalar, arb_sort, arb_typed_expr,
+        Object, arb_expr, arb_objects, arb_path, arb_scalar, arb_sort, arb_typed_expr, expected,
+        object,
     };
 
     /// A test database with a `rows` table shaped as the compiler expects, and a runtime.
@@ -695,25 +696,6 @@ mod tests {
             let compiled = compile(expr, 1).unwrap();
             let sql = format!("SELECT id FROM rows WHERE {} ORDER BY id", compiled.sql);
             (self.select(objects, &sql, &compiled.params), compiled)
-        }
-    }
-
-    fn expected(objects: &[Object], expr: &Expr) -> Vec<String> {
-        let mut ids: Vec<String> = objects
-            .iter()
-            .filter(|o| truthy(&evaluate(expr, &o.visible())))
-            .map(|o| o.id.clone())
-            .collect();
-        ids.sort();
-        ids
-    }
-
-    fn object(id: &str, data: Value) -> Object {
-        Object {
-            id: id.into(),
-            data: data.as_object().cloned().unwrap_or_default(),
-            created_at: 1_710_856_555_772,
-            updated_at: 1_710_921_600_000,
         }
     }
 

@@ -882,17 +882,9 @@ mod tests {
     use crate::clock::iso;
     use crate::expr::{parse, sort_cmp};
     use crate::store::filter_props::{
-        ARITHMETIC, COMPARISONS, Object, arb_expr, arb_objects, arb_sort, arb_typed_expr,
+        ARITHMETIC, COMPARISONS, Object, arb_expr, arb_objects, arb_sort, arb_typed_expr, expected,
+        object,
     };
-
-    fn object(id: &str, data: Value) -> Object {
-        Object {
-            id: id.into(),
-            data: data.as_object().cloned().unwrap_or_default(),
-            created_at: 1_710_856_555_772,
-            updated_at: 1_710_921_600_000,
-        }
-    }
 
     fn database(objects: &[Object]) -> Connection {
         let conn = Connection::open_in_memory().unwrap();
@@ -926,17 +918,6 @@ mod tests {
             .unwrap();
         rows.collect::<Result<_, _>>()
             .unwrap_or_else(|e| panic!("{e}: {sql}"))
-    }
-
-    /// Ids whose visible object makes `expr` truthy, by the reference semantics.
-    fn expected(objects: &[Object], expr: &Expr) -> Vec<String> {
-        let mut ids: Vec<String> = objects
-            .iter()
-            .filter(|o| truthy(&evaluate(expr, &o.visible())))
-            .map(|o| o.id.clone())
-            .collect();
-        ids.sort();
-        ids
     }
 
     fn filter(src: &str) -> SqlFilter {
