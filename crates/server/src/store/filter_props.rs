@@ -64,6 +64,27 @@ pub(crate) fn expected(objects: &[Object], expr: &Expr) -> Vec<String> {
     ids
 }
 
+/// The check of both compilers' property tests: the ids the compiled `sql` (with `params`)
+/// selected are those the evaluator selects; else the case, readably.
+pub(crate) fn check_selected(
+    got: Vec<String>,
+    objects: &[Object],
+    expr: &Expr,
+    sql: &str,
+    params: &dyn std::fmt::Debug,
+) -> Result<(), TestCaseError> {
+    prop_assert_eq!(
+        got,
+        expected(objects, expr),
+        "\nexpr: {}\nsql: {}\nparams: {:?}\nobjects: {:?}",
+        expr,
+        sql,
+        params,
+        objects.iter().map(Object::visible).collect::<Vec<_>>(),
+    );
+    Ok(())
+}
+
 const PATHS: &[&[&str]] = &[
     &["a"],
     &["b"],
