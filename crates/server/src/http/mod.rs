@@ -156,7 +156,7 @@ async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Respon
         .into_response()
     } else if declared.is_some_and(|length| length > limit as u64) {
         let upload = HttpSettings::is_upload(req.uri().path());
-        drain(req.into_body(), 64 * 1024 * 1024).await;
+        drain(req.into_body()).await;
         let error = if upload {
             ApiError::client(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -221,21 +221,32 @@ async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Respon
     response
 }
 
-async fn drain(body: Body, max: usize) {
-    let mut body = body;
-    let mut seen = 0usize;
+/// Reads and drops the rest of `body`, up to [`DRAIN_MAX_BYTES`] and 10 s: true when it
+/// ended, so that the connection can serve another request (an answer sent before the
+/// request's body was read leaves hyper unable to reuse the connection).
+pub(crate) async fn drain(mut body: Body) -> bool {
     let read = async {
-        while let Some(Ok(frame)) = body.frame().await {
-            if let Some(data) = frame.data_ref() {
-                seen += data.len();
-                if seen > max {
-                    break;
+        let mut seen = 0usize;
+        loop {
+            match body.frame().await {
+                None => return true,
+                Some(Err(_)) => return false,
+                Some(Ok(frame)) => {
+                    seen += frame.data_ref().map_or(0, |data| data.len());
+                    if seen > DRAIN_MAX_BYTES {
+                        return false;
+                    }
                 }
             }
         }
     };
-    let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .unwrap_or(false)
 }
+
+/// The most of an unwanted request body [`drain`] reads before giving up on the connection.
+const DRAIN_MAX_BYTES: usize = 64 * 1024 * 1024;
 
 fn preflight_headers(request: &HeaderMap, headers: &mut HeaderMap) {
     headers.insert(

@@ -4,21 +4,15 @@
 //! chunked body, may still be on its way. Answered before those bytes are read, a request
 //! leaves hyper unable to reuse the connection, which it then drops after the answer, while
 //! the client is already sending its next request down it. So the body's stream is shared
-//! between multer and [`FormBody::finish`], which reads what multer left.
+//! between multer and [`FormBody::finish`], which reads what multer left (`http::drain`).
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use axum::body::{Body, BodyDataStream, Bytes};
 use axum::http::{HeaderMap, header};
 use futures_util::{Stream, StreamExt};
-
-/// How much of what follows the file `finish` reads, and for how long, before giving up on
-/// the connection.
-const FINISH_BYTES: usize = 64 * 1024 * 1024;
-const FINISH_TIME: Duration = Duration::from_secs(10);
 
 /// The body's stream, shared by multer and [`FormBody::finish`] (never polled by both at once).
 #[derive(Clone)]
@@ -58,30 +52,9 @@ impl FormBody {
         self.parts.next_field().await.map_err(|err| err.to_string())
     }
 
-    /// Reads and drops the rest of the body, parts and all, up to [`FINISH_BYTES`] and
-    /// [`FINISH_TIME`]: true when it ended, so the connection can serve another request.
+    /// Reads and drops the rest of the body (see `http::drain`): true when it ended, so the
+    /// connection can serve another request.
     pub(super) async fn finish(&mut self) -> bool {
-        let finish = async {
-            let mut seen = 0usize;
-            while let Some(mut part) = self.parts.next_field().await.ok()? {
-                while let Some(chunk) = part.chunk().await.ok()? {
-                    seen += chunk.len();
-                    if seen > FINISH_BYTES {
-                        return None;
-                    }
-                }
-            }
-            while let Some(chunk) = self.body.next().await {
-                seen += chunk.ok()?.len();
-                if seen > FINISH_BYTES {
-                    return None;
-                }
-            }
-            Some(())
-        };
-        matches!(
-            tokio::time::timeout(FINISH_TIME, finish).await,
-            Ok(Some(()))
-        )
+        crate::http::drain(Body::from_stream(self.body.clone())).await
     }
 }
