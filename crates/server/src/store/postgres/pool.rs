@@ -88,8 +88,8 @@ impl managed::Manager for Manager {
     ) -> RecycleResult<sqlx_core::Error> {
         // `recycled` is when the connection was last taken out (`last_used` counts from it).
         let taken = metrics.recycled.unwrap_or(metrics.created);
-        if metrics.last_used() >= self.ping_after_idle || failed_since(taken) || conn.should_flush()
-        {
+        // A connection with statements unsent never comes back: its `drop` flushes it first.
+        if metrics.last_used() >= self.ping_after_idle || failed_since(taken) {
             conn.ping().await?;
         }
         Ok(())
