@@ -342,9 +342,7 @@ mod tests {
     /// Counters in the Redis at `BASALT_TEST_REDIS_URL` (default: the local server's
     /// database 0), under a prefix of their own.
     async fn redis_counters() -> Arc<dyn RateCounters> {
-        let url = std::env::var("BASALT_TEST_REDIS_URL")
-            .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-        let prefix = format!("basalt-test:{:016x}:", rand::random::<u64>());
+        let (url, prefix) = crate::store::conformance::test_redis();
         Arc::new(
             crate::store::RedisCounters::connect(&url, &prefix, None)
                 .await

@@ -1,6 +1,15 @@
-//! A fresh PostgreSQL database per test, dropped with its connections afterwards. Shared
-//! by the library's tests and the HTTP suite (`tests/api/support` includes this file), so it
-//! names only external crates.
+//! A fresh PostgreSQL database per test, dropped with its connections afterwards, and a
+//! fresh key prefix on the test Redis. Shared by the library's tests and the HTTP suite
+//! (`tests/api/support` includes this file), so it names only external crates.
+
+/// The test Redis (`BASALT_TEST_REDIS_URL`, default the local server's database 0) and a key
+/// prefix no other test uses: `(url, prefix)`.
+pub(crate) fn test_redis() -> (String, String) {
+    let url =
+        std::env::var("BASALT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = format!("basalt-test:{:016x}:", rand::random::<u64>());
+    (url, prefix)
+}
 
 /// A database of the test server, dropped (with its connections) when this is dropped.
 pub(crate) struct TestDatabase {

@@ -23,7 +23,7 @@ use sqlx_core::connection::Connection;
 
 use crate::support::{
     KEY, PASSWORD, REDIRECT, TestDatabase, create_test_bucket, email, link_in, on_postgres,
-    s3_endpoint,
+    s3_endpoint, test_redis,
 };
 
 /// Where every node keeps uploaded bytes: one bucket of the test S3 server when there is one
@@ -219,10 +219,7 @@ impl Cluster {
         // One public URL for all, as behind a load balancer; it happens to reach node 1.
         let public_url = format!("http://127.0.0.1:{}", ports[0]);
         let config = dir.path().join("basalt.toml");
-        let redis_url = std::env::var("BASALT_TEST_REDIS_URL")
-            .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-        let redis_prefix = format!("basalt-test:{:016x}:", rand::random::<u64>());
-        let redis = bucket.is_some().then_some((redis_url, redis_prefix));
+        let redis = bucket.is_some().then(test_redis);
         let config_redis = redis.as_ref().map(|(u, p)| (u.as_str(), p.as_str()));
         std::fs::write(
             &config,

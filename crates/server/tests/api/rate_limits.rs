@@ -82,9 +82,7 @@ async fn sign_ups_per_ip_are_limited() {
 async fn nodes_sharing_a_redis_count_together() {
     // Two nodes with stores of their own and one Redis for the counters: the per-IP sign-up
     // burst (10) is spent across both, and the next sign-up is refused by either.
-    let url =
-        std::env::var("BASALT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let prefix = format!("basalt-test:{:016x}:", rand::random::<u64>());
+    let (url, prefix) = crate::support::test_redis();
     let configure = |c: &mut basalt::config::Config| {
         c.rate_limits.enabled = true;
         c.rate_limits.redis_url = url.clone().into();

@@ -79,7 +79,7 @@ async fn fresh_sqlite() -> (tempfile::TempDir, SqliteStore) {
     (dir, store)
 }
 
-pub(crate) use super::test_database::TestDatabase;
+pub(crate) use super::test_database::{TestDatabase, test_redis};
 
 async fn fresh_postgres() -> (TestDatabase, PostgresStore) {
     let db = TestDatabase::create().await;

@@ -69,7 +69,7 @@ impl Drop for TestApp {
 
 #[path = "../../../src/store/test_database.rs"]
 mod test_database;
-pub(crate) use test_database::TestDatabase;
+pub(crate) use test_database::{TestDatabase, test_redis};
 
 /// Whether the suite runs on PostgreSQL (`BASALT_TEST_API_POSTGRES=1`).
 pub fn on_postgres() -> bool {
